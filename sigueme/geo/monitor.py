@@ -1,0 +1,376 @@
+"""The per-trip monitor: a small state machine that turns fixes into events.
+
+For each fix it answers: how far from the route, how far along it, how much is
+left, how fast, when will they arrive, and did anything happen. It is built so that
+GPS noise stays quiet and real trouble does not:
+
+* ``off_route`` only after ``off_route_fixes`` consecutive fixes beyond the
+  corridor (widened by ``accuracy_factor`` x the fix's accuracy) spanning at least
+  ``off_route_seconds``; ``back_on_route`` only within the narrower
+  ``back_on_route_ratio`` x corridor for ``back_on_route_fixes`` fixes.
+* ``stopped`` after ``stop_seconds`` without leaving a ``stop_radius_m`` circle
+  (two fixes outside it in a row, so one outlier is not movement), except at the
+  origin, planned stops and the destination; ``moving`` when it ends.
+* ``late`` when the predicted arrival (now + remaining distance at the planned
+  speed) passes the planned one by ``late_grace_seconds``; ``on_schedule`` once it
+  is back within half of that.
+* ``backtracking`` when progress falls back by more than ``backtrack_m``.
+* ``arrived`` in the destination zone at the end of the route.
+* ``low_battery`` at or below ``low_battery_percent``.
+
+Only fixes the filter accepts move the state: duplicates, out-of-order, future,
+inaccurate and jumping fixes are evaluated and reported, but raise nothing. The
+state is a plain dataclass (:class:`MonitorState`) that serialises to JSON, so a
+trip can be checkpointed and resumed on another worker.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from sigueme.geo.fixes import Fix, Verdict
+from sigueme.geo.matching import match_point
+from sigueme.geo.plan import TripPlan
+
+MATCH_TOLERANCE_M = 30.0
+"""Legs within this (plus the fix's accuracy) of the nearest are all candidates."""
+REACH_SLACK_M = 200.0
+"""The matching window reaches this far beyond what the traveller could have driven."""
+REACH_SPEED_MPS = 50.0
+"""... at this speed since the last confident match."""
+
+
+class Status(StrEnum):
+    """A trip's status as monitors see it (most serious first when several apply)."""
+
+    PENDING = "pending"
+    ON_ROUTE = "on_route"
+    DRIFTING = "drifting"
+    OFF_ROUTE = "off_route"
+    STOPPED = "stopped"
+    LATE = "late"
+    ARRIVED = "arrived"
+
+
+class EventKind(StrEnum):
+    OFF_ROUTE = "off_route"
+    BACK_ON_ROUTE = "back_on_route"
+    STOPPED = "stopped"
+    MOVING = "moving"
+    LATE = "late"
+    ON_SCHEDULE = "on_schedule"
+    BACKTRACKING = "backtracking"
+    ARRIVED = "arrived"
+    LOW_BATTERY = "low_battery"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    t: float
+    lon: float
+    lat: float
+    distance_m: float
+    progress_m: float
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What one fix says about the trip."""
+
+    t: float
+    lon: float
+    lat: float
+    verdict: Verdict
+    distance_m: float
+    """Metres from the route (the leg the trip is on)."""
+    progress_m: float
+    """Metres along the route, from the last fix matched within the corridor."""
+    progress_fraction: float
+    remaining_m: float
+    speed_mps: float | None
+    """Reported by the phone, else derived from the previous accepted fix."""
+    predicted_arrival: float
+    delay_s: float
+    """Predicted minus planned arrival, seconds (negative: early)."""
+    status: Status
+    events: tuple[Event, ...]
+
+
+# Route position states (the corridor part of the state machine).
+_ON, _DRIFTING, _OFF = 0, 1, 2
+
+
+@dataclass(slots=True)
+class MonitorState:
+    """Everything the monitor remembers about a trip: small, plain, JSON-serialisable."""
+
+    fixes: int = 0
+    last_t: float = -math.inf
+    last_x: float = 0.0
+    last_y: float = 0.0
+    jumps: int = 0
+    anchor_s: float = 0.0
+    anchor_t: float = -math.inf
+    max_s: float = 0.0
+    route_state: int = _ON
+    out_count: int = 0
+    out_since: float = 0.0
+    in_count: int = 0
+    stop_x: float = 0.0
+    stop_y: float = 0.0
+    stop_t: float = 0.0
+    move_count: int = 0
+    stopped: bool = False
+    late: bool = False
+    back_count: int = 0
+    backtracking: bool = False
+    arrive_count: int = 0
+    arrived: bool = False
+    low_battery: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; infinities (never seen) become ``None``."""
+        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MonitorState:
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                v = data[f.name]
+                kwargs[f.name] = -math.inf if v is None else v
+        return cls(**kwargs)
+
+    @property
+    def status(self) -> Status:
+        if self.arrived:
+            return Status.ARRIVED
+        if self.fixes == 0:
+            return Status.PENDING
+        if self.route_state == _OFF:
+            return Status.OFF_ROUTE
+        if self.stopped:
+            return Status.STOPPED
+        if self.late:
+            return Status.LATE
+        if self.route_state == _DRIFTING:
+            return Status.DRIFTING
+        return Status.ON_ROUTE
+
+
+class TripMonitor:
+    """Evaluates one trip's fixes, one at a time, in the order they arrive."""
+
+    def __init__(self, plan: TripPlan, state: MonitorState | None = None) -> None:
+        self.plan = plan
+        self.state = state if state is not None else MonitorState()
+        route = plan.route
+        frame = route.frame
+        # Places where standing still is expected: origin, planned stops, destination.
+        self._rest_zones = [(float(route.x[0]), float(route.y[0]), plan.destination_radius_m)]
+        self._rest_zones += [
+            (*frame.forward(s.lon, s.lat), s.radius_m) for s in plan.stops
+        ]
+        self._dest = (float(route.x[-1]), float(route.y[-1]))
+        self._rest_zones.append((*self._dest, plan.destination_radius_m))
+        self._forward = frame.forward
+        self._speed_plan = plan.planned_speed_mps
+
+    def update(self, fix: Fix, now: float | None = None) -> Evaluation:
+        """Evaluate one fix. ``now`` is the server's receive time (epoch seconds), used to
+        refuse fixes from the future; without it the fix's own time is trusted."""
+        plan = self.plan
+        th = plan.thresholds
+        st = self.state
+        route = plan.route
+        length = route.length_m
+        t = fix.t
+        acc = fix.accuracy if fix.accuracy is not None else 0.0
+        x, y = self._forward(fix.lon, fix.lat)
+
+        # -- the filter -------------------------------------------------------------------
+        if now is not None and t > now + th.future_seconds:
+            verdict = Verdict.FUTURE
+        elif t < st.last_t:
+            verdict = Verdict.OUT_OF_ORDER
+        elif t == st.last_t and x == st.last_x and y == st.last_y:
+            verdict = Verdict.DUPLICATE
+        elif acc > th.max_accuracy_m:
+            verdict = Verdict.INACCURATE
+        else:
+            verdict = Verdict.ACCEPTED
+            if st.fixes:
+                hop = math.hypot(x - st.last_x, y - st.last_y)
+                dt = t - st.last_t
+                if hop > th.max_speed_mps * dt + 2.0 * th.max_accuracy_m:
+                    if st.jumps + 1 < th.jump_reset_fixes:
+                        verdict = Verdict.JUMP
+                    # else: jumps keep coming from the same new place; the old one was
+                    # the glitch. Accept this fix and start over from it.
+
+        # -- where on the route -------------------------------------------------------------
+        if st.fixes:
+            reach = REACH_SLACK_M + REACH_SPEED_MPS * abs(t - st.anchor_t) + acc
+            expected = st.anchor_s + self._speed_plan * max(t - st.anchor_t, 0.0)
+            lo, hi = st.anchor_s - reach, st.anchor_s + reach
+        else:
+            expected = plan.expected_progress(t)
+            lo, hi = 0.0, length
+        m = match_point(route, x, y, lo, hi, expected, MATCH_TOLERANCE_M + acc)
+        d = m.distance_m
+        margin = th.accuracy_factor * min(acc, th.max_accuracy_m)
+        confident = d <= plan.corridor_m + margin
+
+        if verdict is not Verdict.ACCEPTED:
+            if verdict is Verdict.JUMP:
+                st.jumps += 1
+            progress = m.progress_m if confident else st.anchor_s
+            return self._evaluation(fix, verdict, d, progress, None, ())
+
+        # -- accepted: advance the state ------------------------------------------------------
+        speed = fix.speed
+        if speed is None and st.fixes and t > st.last_t:
+            speed = math.hypot(x - st.last_x, y - st.last_y) / (t - st.last_t)
+        first = st.fixes == 0
+        st.fixes += 1
+        st.jumps = 0
+        st.last_t, st.last_x, st.last_y = t, x, y
+        if confident or first:
+            st.anchor_s, st.anchor_t = m.progress_m, t
+        s = st.anchor_s
+        events: list[EventKind] = []
+        active = not st.arrived
+
+        # Corridor, with hysteresis.
+        if st.route_state == _OFF:
+            if d <= plan.corridor_m * th.back_on_route_ratio:
+                st.in_count += 1
+                if st.in_count >= th.back_on_route_fixes:
+                    st.route_state, st.in_count, st.out_count = _ON, 0, 0
+                    if active:
+                        events.append(EventKind.BACK_ON_ROUTE)
+            else:
+                st.in_count = 0
+        elif d > plan.corridor_m + margin:
+            if st.out_count == 0:
+                st.out_since = t
+            st.out_count += 1
+            st.route_state = _DRIFTING
+            if st.out_count >= th.off_route_fixes and t - st.out_since >= th.off_route_seconds:
+                st.route_state, st.in_count = _OFF, 0
+                if active:
+                    events.append(EventKind.OFF_ROUTE)
+        else:
+            st.route_state, st.out_count = _ON, 0
+
+        # Standing still.
+        if first:
+            st.stop_x, st.stop_y, st.stop_t = x, y, t
+        elif math.hypot(x - st.stop_x, y - st.stop_y) > max(th.stop_radius_m, 2.0 * margin):
+            st.move_count += 1
+            if st.move_count >= 2:
+                st.stop_x, st.stop_y, st.stop_t, st.move_count = x, y, t, 0
+                if st.stopped:
+                    st.stopped = False
+                    if active:
+                        events.append(EventKind.MOVING)
+        else:
+            st.move_count = 0
+            if (
+                not st.stopped
+                and active
+                and t - st.stop_t >= th.stop_seconds
+                and t >= plan.departure
+                and not self._at_rest_zone(x, y)
+            ):
+                st.stopped = True
+                events.append(EventKind.STOPPED)
+
+        # Going back along the route.
+        if confident:
+            if st.max_s - s > th.backtrack_m:
+                st.back_count += 1
+                if st.back_count >= th.backtrack_fixes and not st.backtracking:
+                    st.backtracking = True
+                    if active:
+                        events.append(EventKind.BACKTRACKING)
+            elif st.max_s - s <= th.backtrack_m / 2:
+                st.back_count = 0
+                st.backtracking = False
+            if s > st.max_s:
+                st.max_s = s
+
+        # Arrival.
+        if active:
+            dest_d = math.hypot(x - self._dest[0], y - self._dest[1])
+            near_end = s >= length - plan.destination_radius_m - plan.corridor_m
+            if dest_d <= plan.destination_radius_m + margin and near_end:
+                st.arrive_count += 1
+                if st.arrive_count >= th.arrival_fixes:
+                    st.arrived = True
+                    events.append(EventKind.ARRIVED)
+            else:
+                st.arrive_count = 0
+
+        # Schedule.
+        predicted = max(t, plan.departure) + (length - s) / self._speed_plan
+        delay = predicted - plan.arrival
+        if not st.arrived:
+            if not st.late and delay > th.late_grace_seconds:
+                st.late = True
+                events.append(EventKind.LATE)
+            elif st.late and delay <= th.late_grace_seconds / 2:
+                st.late = False
+                events.append(EventKind.ON_SCHEDULE)
+
+        # Battery.
+        if fix.battery is not None:
+            if not st.low_battery and fix.battery <= th.low_battery_percent:
+                st.low_battery = True
+                if active:
+                    events.append(EventKind.LOW_BATTERY)
+            elif st.low_battery and fix.battery > th.low_battery_percent + 5:
+                st.low_battery = False
+
+        return self._evaluation(fix, verdict, d, s, speed, events)
+
+    def _at_rest_zone(self, x: float, y: float) -> bool:
+        return any(math.hypot(x - zx, y - zy) <= r for zx, zy, r in self._rest_zones)
+
+    def _evaluation(
+        self,
+        fix: Fix,
+        verdict: Verdict,
+        distance: float,
+        progress: float,
+        speed: float | None,
+        kinds: list[EventKind] | tuple[()],
+    ) -> Evaluation:
+        plan = self.plan
+        length = plan.route.length_m
+        remaining = length - progress
+        predicted = max(fix.t, plan.departure) + remaining / self._speed_plan
+        delay = predicted - plan.arrival
+        events = tuple(
+            Event(k, fix.t, fix.lon, fix.lat, distance, progress, delay) for k in kinds
+        )
+        return Evaluation(
+            t=fix.t,
+            lon=fix.lon,
+            lat=fix.lat,
+            verdict=verdict,
+            distance_m=distance,
+            progress_m=progress,
+            progress_fraction=progress / length,
+            remaining_m=remaining,
+            speed_mps=speed,
+            predicted_arrival=predicted,
+            delay_s=delay,
+            status=self.state.status,
+            events=events,
+        )

@@ -1,0 +1,152 @@
+"""A trip's plan (route, corridor, schedule, destination, stops) and its thresholds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from sigueme.geo.errors import RouteError, ThresholdError
+from sigueme.geo.fixes import EARLIEST_FIX_TIME, LATEST_FIX_TIME
+from sigueme.geo.route import GEOD, PlannedStop, Route
+
+
+def _bounded(lo: float, hi: float, doc: str) -> Any:
+    return field(metadata={"range": (lo, hi), "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """How the monitor tells noise from trouble. Every value can be overridden per trip.
+
+    The defaults follow what navigation SDKs use to avoid false off-route calls
+    (Mapbox: beyond max(50 m, accuracy + 10-15 m) for 4 fixes; ferrostar: a lower
+    threshold to come back) and what phone GPS does in cities (5-15 m, outliers of
+    50-150 m).
+    """
+
+    off_route_fixes: int = _bounded(1, 50, "consecutive fixes beyond the corridor before off_route")
+    off_route_seconds: float = _bounded(0, 3600, "and for at least this many seconds")
+    accuracy_factor: float = _bounded(0, 5, "the corridor widens by this times the fix accuracy")
+    back_on_route_ratio: float = _bounded(0.1, 1, "back on route within this share of the corridor")
+    back_on_route_fixes: int = _bounded(1, 50, "for this many consecutive fixes")
+    max_accuracy_m: float = _bounded(10, 10_000, "fixes vaguer than this are flagged inaccurate")
+    max_speed_mps: float = _bounded(10, 400, "faster implied movement is a GPS jump")
+    jump_reset_fixes: int = _bounded(1, 100, "after this many jumps in a row, trust the new place")
+    future_seconds: float = _bounded(0, 86_400, "device clocks may run this far ahead")
+    stop_radius_m: float = _bounded(5, 2_000, "moving less than this counts as standing still")
+    stop_seconds: float = _bounded(30, 86_400, "standing still this long away from planned stops")
+    late_grace_seconds: float = _bounded(0, 86_400, "late when predicted arrival exceeds plan by")
+    backtrack_m: float = _bounded(20, 100_000, "going back along the route by more than this")
+    backtrack_fixes: int = _bounded(1, 50, "for this many consecutive fixes")
+    arrival_fixes: int = _bounded(1, 20, "consecutive fixes in the destination zone to arrive")
+    low_battery_percent: float = _bounded(0, 100, "battery at or below this is reported")
+
+    def __init__(self, **overrides: float) -> None:
+        defaults = _DEFAULTS
+        unknown = set(overrides) - set(defaults)
+        if unknown:
+            raise ThresholdError(sorted(unknown)[0], "is not a threshold")
+        for f in fields(Thresholds):
+            value = overrides.get(f.name, defaults[f.name])
+            lo, hi = f.metadata["range"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ThresholdError(f.name, "must be a number")
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ThresholdError(f.name, f"must be between {lo:g} and {hi:g}, got {value}")
+            if f.type == "int":
+                if value != int(value):
+                    raise ThresholdError(f.name, "must be a whole number")
+                value = int(value)
+            object.__setattr__(self, f.name, value)
+
+    def with_overrides(self, **overrides: float) -> Thresholds:
+        return Thresholds(**{**self.as_dict(), **overrides})
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(Thresholds)}
+
+    @staticmethod
+    def describe() -> list[tuple[str, float, str]]:
+        """(name, default, meaning) of every threshold, for docs and the CLI."""
+        return [(f.name, _DEFAULTS[f.name], f.metadata["doc"]) for f in fields(Thresholds)]
+
+
+_DEFAULTS: dict[str, float] = {
+    "off_route_fixes": 4,
+    "off_route_seconds": 30.0,
+    "accuracy_factor": 1.0,
+    "back_on_route_ratio": 0.8,
+    "back_on_route_fixes": 2,
+    "max_accuracy_m": 100.0,
+    "max_speed_mps": 70.0,
+    "jump_reset_fixes": 3,
+    "future_seconds": 300.0,
+    "stop_radius_m": 50.0,
+    "stop_seconds": 300.0,
+    "late_grace_seconds": 600.0,
+    "backtrack_m": 300.0,
+    "backtrack_fixes": 2,
+    "arrival_fixes": 2,
+    "low_battery_percent": 15.0,
+}
+
+MIN_CORRIDOR_M = 20.0
+MAX_CORRIDOR_M = 5_000.0
+MAX_STOPS = 50
+
+
+@dataclass(frozen=True, eq=False)
+class TripPlan:
+    """What the traveller filed: the route, how far from it is still fine, when they
+    leave and when they expect to arrive (UTC epoch seconds)."""
+
+    route: Route
+    departure: float
+    arrival: float
+    corridor_m: float = 150.0
+    destination_radius_m: float = 100.0
+    stops: Sequence[PlannedStop] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def __post_init__(self) -> None:
+        for name in ("departure", "arrival"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                raise RouteError(name, "must be a time")
+            if not EARLIEST_FIX_TIME <= v <= LATEST_FIX_TIME:
+                raise RouteError(name, "must be between the years 2000 and 2100")
+        if self.arrival <= self.departure:
+            raise RouteError("arrival", "the expected arrival must come after the departure")
+        if self.arrival - self.departure > 7 * 86_400:
+            raise RouteError("arrival", "a trip may last at most 7 days")
+        if not (math.isfinite(self.corridor_m) and MIN_CORRIDOR_M <= self.corridor_m <= MAX_CORRIDOR_M):
+            raise RouteError(
+                "corridor_m", f"must be between {MIN_CORRIDOR_M:g} and {MAX_CORRIDOR_M:g} m"
+            )
+        if not (math.isfinite(self.destination_radius_m) and 10 <= self.destination_radius_m <= 5_000):
+            raise RouteError("destination_radius_m", "must be between 10 and 5,000 m")
+        if len(self.stops) > MAX_STOPS:
+            raise RouteError("stops", f"at most {MAX_STOPS} planned stops")
+        for i, stop in enumerate(self.stops):
+            if not (-180 <= stop.lon <= 180 and -90 <= stop.lat <= 90):
+                raise RouteError(f"stops[{i}]", "lon/lat out of range")
+            if not (math.isfinite(stop.radius_m) and 10 <= stop.radius_m <= 5_000):
+                raise RouteError(f"stops[{i}].radius_m", "must be between 10 and 5,000 m")
+            _, _, d = GEOD.inv(stop.lon, stop.lat, *self.route.point_at(0.0))
+            if d > MAX_CORRIDOR_M * 100:
+                raise RouteError(f"stops[{i}]", "is hundreds of km from the route")
+
+    @property
+    def planned_speed_mps(self) -> float:
+        """The average speed the schedule implies."""
+        return self.route.length_m / (self.arrival - self.departure)
+
+    def expected_progress(self, t: float) -> float:
+        """Metres along the route the schedule expects at time ``t``."""
+        share = (t - self.departure) / (self.arrival - self.departure)
+        return self.route.length_m * min(max(share, 0.0), 1.0)
+
+    def replace(self, **changes: Any) -> TripPlan:
+        return replace(self, **changes)

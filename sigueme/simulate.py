@@ -1,0 +1,151 @@
+"""Simulated trips: a scripted journey along (or away from) a route, with phone GPS noise.
+
+Used by the tests, the benchmarks and ``sigueme simulate``. The journey is a list of
+moves; the phone samples the true position every ``interval_s`` seconds and reports
+it with Gaussian noise (``noise_m`` per axis) and occasional multipath outliers
+(``outlier_rate`` of fixes thrown ``outlier_m`` metres), as city phones do.
+
+Example: leave the route at 3 km, drive 800 m off it for 2 km, come back::
+
+    moves = [Drive(3000), Offset(800), Drive(5000), Offset(0), Drive(route.length_m)]
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sigueme.geo.fixes import Fix
+from sigueme.geo.route import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Drive:
+    """Travel along the route (keeping the current lateral offset) to ``to_m`` of progress;
+    a smaller ``to_m`` than the current progress drives back."""
+
+    to_m: float
+    speed_mps: float = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """Move at right angles to the route until ``lateral_m`` from it (0: back on it)."""
+
+    lateral_m: float
+    speed_mps: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stand still."""
+
+    seconds: float
+
+
+Move = Drive | Offset | Stop
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    noise_m: float = 8.0
+    outlier_rate: float = 0.02
+    outlier_m: tuple[float, float] = (50.0, 150.0)
+
+
+def _pose(route: Route, s: float, lateral: float) -> tuple[float, float]:
+    cum = route._cum
+    i = min(max(bisect_right(cum, s) - 1, 0), len(route._seg) - 1)
+    frac = (s - cum[i]) / route._seg[i]
+    dx, dy = route._dx[i], route._dy[i]
+    norm = math.hypot(dx, dy)
+    x = route._ax[i] + frac * dx - lateral * dy / norm
+    y = route._ay[i] + frac * dy + lateral * dx / norm
+    return x, y
+
+
+def truth(
+    route: Route, moves: Sequence[Move], *, start_t: float, interval_s: float = 5.0
+) -> list[tuple[float, float, float, float]]:
+    """True (t, x, y, speed) every ``interval_s`` seconds, in the route's frame."""
+    out: list[tuple[float, float, float, float]] = []
+    t = start_t
+    s, lateral = 0.0, 0.0
+    for move in moves:
+        if isinstance(move, Stop):
+            end = t + move.seconds
+            while t < end:
+                x, y = _pose(route, s, lateral)
+                out.append((t, x, y, 0.0))
+                t += interval_s
+            continue
+        if isinstance(move, Drive):
+            target = min(max(move.to_m, 0.0), route.length_m)
+            step = math.copysign(move.speed_mps * interval_s, target - s)
+            while (target - s) * step > 0:
+                x, y = _pose(route, s, lateral)
+                out.append((t, x, y, move.speed_mps))
+                s = target if abs(target - s) <= abs(step) else s + step
+                t += interval_s
+        else:
+            step = math.copysign(move.speed_mps * interval_s, move.lateral_m - lateral)
+            while (move.lateral_m - lateral) * step > 0:
+                x, y = _pose(route, s, lateral)
+                out.append((t, x, y, move.speed_mps))
+                if abs(move.lateral_m - lateral) <= abs(step):
+                    lateral = move.lateral_m
+                else:
+                    lateral += step
+                t += interval_s
+    x, y = _pose(route, s, lateral)
+    out.append((t, x, y, 0.0))
+    return out
+
+
+def simulate(
+    route: Route,
+    moves: Sequence[Move],
+    *,
+    start_t: float,
+    interval_s: float = 5.0,
+    noise: Noise | None = None,
+    seed: int = 0,
+    battery_start: float = 80.0,
+    battery_drain_per_hour: float = 10.0,
+) -> list[Fix]:
+    """The fixes a phone would send on this journey."""
+    noise = noise or Noise()
+    rng = np.random.default_rng(seed)
+    rows = truth(route, moves, start_t=start_t, interval_s=interval_s)
+    n = len(rows)
+    t = np.array([r[0] for r in rows])
+    x = np.array([r[1] for r in rows]) + rng.normal(0.0, noise.noise_m, n)
+    y = np.array([r[2] for r in rows]) + rng.normal(0.0, noise.noise_m, n)
+    outlier = rng.random(n) < noise.outlier_rate
+    k = int(outlier.sum())
+    if k:
+        r = rng.uniform(*noise.outlier_m, k)
+        a = rng.uniform(0.0, 2 * math.pi, k)
+        x[outlier] += r * np.cos(a)
+        y[outlier] += r * np.sin(a)
+    lon, lat = route.frame.inverse_many(x, y)
+    accuracy = np.round(noise.noise_m * rng.uniform(1.0, 2.0, n), 1)
+    fixes = []
+    for i, row in enumerate(rows):
+        hours = (row[0] - start_t) / 3600
+        battery = max(battery_start - battery_drain_per_hour * hours, 0.0)
+        fixes.append(
+            Fix(
+                t=float(t[i]),
+                lat=float(lat[i]),
+                lon=float(lon[i]),
+                accuracy=float(accuracy[i]),
+                speed=float(row[3]),
+                battery=round(battery, 1),
+            )
+        )
+    return fixes
