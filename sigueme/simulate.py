@@ -58,13 +58,12 @@ class Noise:
 
 
 def _pose(route: Route, s: float, lateral: float) -> tuple[float, float]:
-    cum = route._cum
-    i = min(max(bisect_right(cum, s) - 1, 0), len(route._seg) - 1)
-    frac = (s - cum[i]) / route._seg[i]
-    dx, dy = route._dx[i], route._dy[i]
+    i = min(max(bisect_right(route._cum, s) - 1, 0), len(route._segments) - 1)
+    ax, ay, dx, dy, _, c0, seg = route._segments[i]
+    frac = (s - c0) / seg
     norm = math.hypot(dx, dy)
-    x = route._ax[i] + frac * dx - lateral * dy / norm
-    y = route._ay[i] + frac * dy + lateral * dx / norm
+    x = ax + frac * dx - lateral * dy / norm
+    y = ay + frac * dy + lateral * dx / norm
     return x, y
 
 

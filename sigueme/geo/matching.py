@@ -41,29 +41,6 @@ class Match:
     segment: int
 
 
-def _segment_nearest(
-    route: Route, i: int, px: float, py: float, lo: float, hi: float
-) -> tuple[float, float]:
-    """Squared distance and progress of the point of segment ``i`` nearest to (px, py),
-    restricted to progress in ``[lo, hi]``."""
-    ax = route._ax[i]
-    ay = route._ay[i]
-    dx = route._dx[i]
-    dy = route._dy[i]
-    t = ((px - ax) * dx + (py - ay) * dy) * route._inv_len2[i]
-    c0 = route._cum[i]
-    seg = route._seg[i]
-    tlo = (lo - c0) / seg if lo > c0 else 0.0
-    thi = (hi - c0) / seg if hi < c0 + seg else 1.0
-    if t < tlo:
-        t = tlo
-    elif t > thi:
-        t = thi
-    ex = px - ax - t * dx
-    ey = py - ay - t * dy
-    return ex * ex + ey * ey, c0 + t * seg
-
-
 def match_point(
     route: Route, px: float, py: float, lo: float, hi: float, expected: float, tolerance: float
 ) -> Match:
@@ -89,18 +66,43 @@ def match_point(
             np.array([i1]),
         )
         return Match(float(d[0]), float(s[0]), int(seg[0]))
+    # Nearest point of each segment. Only the first and last segments of the window
+    # can reach past [lo, hi]: the others clamp to the segment itself, and the two ends
+    # are redone below with the window's bounds (the arithmetic is that of match_many,
+    # operation for operation, so both paths agree to the last bit).
     d2s: list[float] = []
     ss: list[float] = []
-    best = math.inf
-    for i in range(i0, i1):
-        d2, s = _segment_nearest(route, i, px, py, lo, hi)
-        d2s.append(d2)
-        ss.append(s)
-        if d2 < best:
-            best = d2
+    for ax, ay, dx, dy, inv_len2, c0, seg in route._segments[i0:i1]:
+        t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0:
+            t = 1.0
+        ex = px - ax - t * dx
+        ey = py - ay - t * dy
+        d2s.append(ex * ex + ey * ey)
+        ss.append(c0 + t * seg)
+    for k in (0, i1 - i0 - 1):
+        ax, ay, dx, dy, inv_len2, c0, seg = route._segments[i0 + k]
+        t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
+        tlo = (lo - c0) / seg if lo > c0 else 0.0
+        thi = (hi - c0) / seg if hi < c0 + seg else 1.0
+        if t < tlo:
+            t = tlo
+        if t > thi:
+            t = thi
+        ex = px - ax - t * dx
+        ey = py - ay - t * dy
+        d2s[k] = ex * ex + ey * ey
+        ss[k] = c0 + t * seg
+    best = min(d2s)
     limit = (math.sqrt(best) + tolerance) ** 2
     # Candidate legs: maximal runs of consecutive segments within the limit; each run
     # is represented by its nearest point. Pick the run closest to the expected progress.
+    near = [k for k, d2 in enumerate(d2s) if d2 <= limit]
+    if near[-1] - near[0] == len(near) - 1:  # one run: the usual case
+        k = d2s.index(best)
+        return Match(math.sqrt(best), ss[k], i0 + k)
     choice_d2 = math.inf
     choice_s = 0.0
     choice_i = i0
@@ -110,8 +112,7 @@ def match_point(
     run_i = -1
     n = len(d2s)
     for k in range(n + 1):
-        inside = k < n and d2s[k] <= limit
-        if inside:
+        if k < n and d2s[k] <= limit:
             if d2s[k] < run_d2:
                 run_d2, run_s, run_i = d2s[k], ss[k], i0 + k
             continue

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sigueme.geo.fixes import Fix, Verdict
 from sigueme.geo.matching import match_point
@@ -37,10 +37,13 @@ from sigueme.geo.plan import TripPlan
 
 MATCH_TOLERANCE_M = 30.0
 """Legs within this (plus the fix's accuracy) of the nearest are all candidates."""
-REACH_SLACK_M = 200.0
-"""The matching window reaches this far beyond what the traveller could have driven."""
-REACH_SPEED_MPS = 50.0
-"""... at this speed since the last confident match."""
+REACH_SLACK_M = 100.0
+"""The matching window reaches this far (plus the fix's accuracy) beyond what the
+traveller could have covered since the last match within the corridor ..."""
+REACH_FORWARD_MPS = 45.0
+"""... going forward at this speed (162 km/h) ..."""
+REACH_BACK_MPS = 20.0
+"""... or back along the route at this one (72 km/h): turning round is slower."""
 
 
 class Status(StrEnum):
@@ -67,8 +70,7 @@ class EventKind(StrEnum):
     LOW_BATTERY = "low_battery"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     kind: EventKind
     t: float
     lon: float
@@ -78,8 +80,7 @@ class Event:
     delay_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     """What one fix says about the trip."""
 
     t: float
@@ -170,15 +171,8 @@ class TripMonitor:
         self.plan = plan
         self.state = state if state is not None else MonitorState()
         route = plan.route
-        frame = route.frame
-        # Places where standing still is expected: origin, planned stops, destination.
-        self._rest_zones = [(float(route.x[0]), float(route.y[0]), plan.destination_radius_m)]
-        self._rest_zones += [
-            (*frame.forward(s.lon, s.lat), s.radius_m) for s in plan.stops
-        ]
         self._dest = (float(route.x[-1]), float(route.y[-1]))
-        self._rest_zones.append((*self._dest, plan.destination_radius_m))
-        self._forward = frame.forward
+        self._forward = route.frame.forward
         self._speed_plan = plan.planned_speed_mps
 
     def update(self, fix: Fix, now: float | None = None) -> Evaluation:
@@ -208,16 +202,18 @@ class TripMonitor:
                 hop = math.hypot(x - st.last_x, y - st.last_y)
                 dt = t - st.last_t
                 if hop > th.max_speed_mps * dt + 2.0 * th.max_accuracy_m:
-                    if st.jumps + 1 < th.jump_reset_fixes:
+                    if st.jumps < th.jump_reset_fixes:
                         verdict = Verdict.JUMP
-                    # else: jumps keep coming from the same new place; the old one was
-                    # the glitch. Accept this fix and start over from it.
+                    # else: the fixes keep coming from the far place; the old one was
+                    # the glitch. Accept this fix and go on from it.
 
         # -- where on the route -------------------------------------------------------------
         if st.fixes:
-            reach = REACH_SLACK_M + REACH_SPEED_MPS * abs(t - st.anchor_t) + acc
+            elapsed = abs(t - st.anchor_t)
+            slack = REACH_SLACK_M + acc
             expected = st.anchor_s + self._speed_plan * max(t - st.anchor_t, 0.0)
-            lo, hi = st.anchor_s - reach, st.anchor_s + reach
+            lo = st.anchor_s - slack - REACH_BACK_MPS * elapsed
+            hi = st.anchor_s + slack + REACH_FORWARD_MPS * elapsed
         else:
             expected = plan.expected_progress(t)
             lo, hi = 0.0, length
@@ -286,7 +282,7 @@ class TripMonitor:
                 and active
                 and t - st.stop_t >= th.stop_seconds
                 and t >= plan.departure
-                and not self._at_rest_zone(x, y)
+                and not plan.at_rest_zone(x, y)
             ):
                 st.stopped = True
                 events.append(EventKind.STOPPED)
@@ -338,9 +334,6 @@ class TripMonitor:
                 st.low_battery = False
 
         return self._evaluation(fix, verdict, d, s, speed, events)
-
-    def _at_rest_zone(self, x: float, y: float) -> bool:
-        return any(math.hypot(x - zx, y - zy) <= r for zx, zy, r in self._rest_zones)
 
     def _evaluation(
         self,

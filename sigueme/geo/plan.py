@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from sigueme.geo.errors import RouteError, ThresholdError
@@ -33,7 +34,7 @@ class Thresholds:
     back_on_route_fixes: int = _bounded(1, 50, "for this many consecutive fixes")
     max_accuracy_m: float = _bounded(10, 10_000, "fixes vaguer than this are flagged inaccurate")
     max_speed_mps: float = _bounded(10, 400, "faster implied movement is a GPS jump")
-    jump_reset_fixes: int = _bounded(1, 100, "after this many jumps in a row, trust the new place")
+    jump_reset_fixes: int = _bounded(1, 100, "after this many jumps in a row, the next far fix is trusted")
     future_seconds: float = _bounded(0, 86_400, "device clocks may run this far ahead")
     stop_radius_m: float = _bounded(5, 2_000, "moving less than this counts as standing still")
     stop_seconds: float = _bounded(30, 86_400, "standing still this long away from planned stops")
@@ -147,6 +148,19 @@ class TripPlan:
         """Metres along the route the schedule expects at time ``t``."""
         share = (t - self.departure) / (self.arrival - self.departure)
         return self.route.length_m * min(max(share, 0.0), 1.0)
+
+    @cached_property
+    def rest_zones(self) -> list[tuple[float, float, float]]:
+        """Circles (x, y, radius in frame metres) where standing still is expected:
+        the origin, the planned stops and the destination."""
+        route = self.route
+        zones = [(float(route.x[0]), float(route.y[0]), self.destination_radius_m)]
+        zones += [(*route.frame.forward(s.lon, s.lat), s.radius_m) for s in self.stops]
+        zones.append((float(route.x[-1]), float(route.y[-1]), self.destination_radius_m))
+        return zones
+
+    def at_rest_zone(self, x: float, y: float) -> bool:
+        return any(math.hypot(x - zx, y - zy) <= r for zx, zy, r in self.rest_zones)
 
     def replace(self, **changes: Any) -> TripPlan:
         return replace(self, **changes)

@@ -143,13 +143,19 @@ class Route:
         inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
         self.seg_ax, self.seg_ay, self.seg_dx, self.seg_dy = ax, ay, dx, dy
         self.seg_inv_len2 = inv_len2
-        self._ax: list[float] = ax.tolist()
-        self._ay: list[float] = ay.tolist()
-        self._dx: list[float] = dx.tolist()
-        self._dy: list[float] = dy.tolist()
-        self._inv_len2: list[float] = inv_len2.tolist()
         self._cum: list[float] = cum.tolist()
-        self._seg: list[float] = seg_m.tolist()
+        self._segments: list[tuple[float, float, float, float, float, float, float]] = list(
+            zip(
+                ax.tolist(),
+                ay.tolist(),
+                dx.tolist(),
+                dy.tolist(),
+                inv_len2.tolist(),
+                cum[:-1].tolist(),
+                seg_m.tolist(),
+                strict=True,
+            )
+        )
 
     # -- constructors -----------------------------------------------------------------
 

@@ -1,0 +1,465 @@
+"""The batched path: many trips' monitors as columns, evaluated with numpy.
+
+:class:`MonitorBank` holds the state of many trips as arrays (one row per trip) and
+evaluates a batch of fixes of many trips at once: one pyproj call puts every fix in
+earth-centred coordinates, each row's tangent plane is a 3x3 rotation away
+(:func:`sigueme.geo.frame.enu_rows`), the route windows are matched as one ragged
+array (:func:`sigueme.geo.matching.match_many`), and the state machine of
+:class:`sigueme.geo.monitor.TripMonitor` runs as array expressions. It gives the same
+answers as feeding the same fixes to one ``TripMonitor`` per trip.
+
+Fixes of one trip inside a batch depend on each other (each moves the trip's
+window), so a batch is evaluated in rounds: round k takes every trip's k-th fix.
+A batch of one fix for each of a thousand trips is one round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+
+from sigueme.geo.fixes import Verdict
+from sigueme.geo.frame import FloatArray, enu_rows, to_ecef
+from sigueme.geo.matching import IntArray, match_many
+from sigueme.geo.monitor import (
+    _DRIFTING,
+    _OFF,
+    _ON,
+    MATCH_TOLERANCE_M,
+    REACH_BACK_MPS,
+    REACH_FORWARD_MPS,
+    REACH_SLACK_M,
+    Event,
+    EventKind,
+    MonitorState,
+    Status,
+)
+from sigueme.geo.plan import Thresholds, TripPlan
+
+BoolArray = npt.NDArray[np.bool_]
+
+VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
+"""Verdict codes in :attr:`BatchResult.verdict` index this tuple."""
+STATUSES: tuple[Status, ...] = tuple(Status)
+"""Status codes in :attr:`BatchResult.status` index this tuple."""
+_V = {v: np.int8(i) for i, v in enumerate(VERDICTS)}
+_S = {s: np.int8(i) for i, s in enumerate(STATUSES)}
+
+_INT_FIELDS = {
+    f.name for f in fields(MonitorState) if f.type == "int" and f.name != "route_state"
+}
+_BOOL_FIELDS = {f.name for f in fields(MonitorState) if f.type == "bool"}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Per fix of the batch (in the batch's order): what :class:`Evaluation` holds."""
+
+    verdict: npt.NDArray[np.int8]
+    distance_m: FloatArray
+    progress_m: FloatArray
+    progress_fraction: FloatArray
+    remaining_m: FloatArray
+    speed_mps: FloatArray
+    """NaN where neither reported nor derivable."""
+    predicted_arrival: FloatArray
+    delay_s: FloatArray
+    status: npt.NDArray[np.int8]
+    events: list[tuple[int, Event]]
+    """(index in the batch, event), in batch order."""
+
+
+class MonitorBank:
+    """The monitors of many trips, as arrays."""
+
+    def __init__(self) -> None:
+        self._plans: list[TripPlan] = []
+        self._cols: dict[str, list[float]] = {}
+        self._state: dict[str, np.ndarray] = {}
+        self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def add(self, plan: TripPlan, state: MonitorState | None = None) -> int:
+        """Add a trip (resumed from ``state`` if given); returns its row."""
+        if not self._dirty:
+            self._store_state()
+        self._plans.append(plan)
+        st = state if state is not None else MonitorState()
+        for f in fields(MonitorState):
+            self._cols.setdefault(f.name, []).append(getattr(st, f.name))
+        self._dirty = True
+        return len(self._plans) - 1
+
+    def state(self, row: int) -> MonitorState:
+        """A trip's state, for a checkpoint or a per-fix ``TripMonitor``."""
+        if self._dirty:
+            kwargs = {name: col[row] for name, col in self._cols.items()}
+        else:
+            kwargs = {name: arr[row].item() for name, arr in self._state.items()}
+        return MonitorState(**kwargs)
+
+    def _store_state(self) -> None:
+        self._cols = {name: arr.tolist() for name, arr in self._state.items()}
+
+    def _build(self) -> None:
+        """(Re)build the route tables and per-trip constants after trips were added."""
+        plans = self._plans
+        n_vert = np.array([len(p.route.x) for p in plans], dtype=np.int64)
+        vbase = np.zeros(len(plans), dtype=np.int64)
+        np.cumsum(n_vert[:-1], out=vbase[1:])
+        lengths = np.array([p.route.length_m for p in plans])
+        offset = np.zeros(len(plans))
+        np.cumsum(lengths[:-1] + 1.0, out=offset[1:])
+        self._vbase, self._nvert, self._offset = vbase, n_vert, offset
+        self._gcum = np.concatenate([p.route.cum_m + offset[i] for i, p in enumerate(plans)])
+        # Global segment tables; segment i of trip k is entry vbase[k] + i (one padding
+        # entry per route keeps that arithmetic simple and is never inside a window).
+        def cat(name: str) -> FloatArray:
+            return np.concatenate([np.append(getattr(p.route, name), 0.0) for p in plans])
+
+        self._ax, self._ay = cat("seg_ax"), cat("seg_ay")
+        self._dx, self._dy = cat("seg_dx"), cat("seg_dy")
+        self._inv_len2, self._seg = cat("seg_inv_len2"), cat("seg_m")
+        self._cum0 = np.concatenate([p.route.cum_m for p in plans])
+        self._origin = np.array([p.route.frame.origin_ecef for p in plans])
+        self._rot = np.array([p.route.frame.rotation for p in plans])
+        self._length = lengths
+        self._corridor = np.array([p.corridor_m for p in plans])
+        self._dest_r = np.array([p.destination_radius_m for p in plans])
+        self._dep = np.array([p.departure for p in plans])
+        self._arr = np.array([p.arrival for p in plans])
+        self._vplan = np.array([p.planned_speed_mps for p in plans])
+        self._dest = np.array([(p.route.x[-1], p.route.y[-1]) for p in plans])
+        self._th = {
+            name: np.array([getattr(p.thresholds, name) for p in plans], dtype=np.float64)
+            for name in Thresholds().as_dict()
+        }
+        self._state = {}
+        for f in fields(MonitorState):
+            col = self._cols[f.name]
+            if f.name in _BOOL_FIELDS:
+                self._state[f.name] = np.array(col, dtype=bool)
+            elif f.name in _INT_FIELDS or f.name == "route_state":
+                self._state[f.name] = np.array(col, dtype=np.int64)
+            else:
+                self._state[f.name] = np.array(col, dtype=np.float64)
+        self._dirty = False
+
+    def update(
+        self,
+        rows: Sequence[int] | IntArray,
+        t: FloatArray,
+        lat: FloatArray,
+        lon: FloatArray,
+        *,
+        accuracy: FloatArray | None = None,
+        speed: FloatArray | None = None,
+        battery: FloatArray | None = None,
+        now: float | None = None,
+    ) -> BatchResult:
+        """Evaluate fixes; ``rows[i]`` is the trip of fix i. Optional columns use NaN
+        for a missing value. Fixes must already be valid (see :class:`sigueme.geo.Fix`)."""
+        if self._dirty:
+            self._build()
+        rows_a = np.asarray(rows, dtype=np.int64)
+        n = rows_a.size
+        t = np.asarray(t, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        nan = np.full(n, np.nan)
+        acc_raw = nan if accuracy is None else np.asarray(accuracy, dtype=np.float64)
+        spd = nan if speed is None else np.asarray(speed, dtype=np.float64)
+        bat = nan if battery is None else np.asarray(battery, dtype=np.float64)
+        acc = np.where(np.isnan(acc_raw), 0.0, acc_raw)
+        xy = enu_rows(to_ecef(lon, lat), self._origin[rows_a], self._rot[rows_a])
+        out = _Out(n, lon, lat)
+        # Round k holds each trip's k-th fix of the batch.
+        order = np.argsort(rows_a, kind="stable")
+        sorted_rows = rows_a[order]
+        group_start = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+        sizes = np.diff(np.r_[group_start, n])
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - np.repeat(group_start, sizes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if n and rank.max() == 0:
+                self._round(np.arange(n), rows_a, t, xy, acc, spd, bat, now, out)
+            else:
+                for k in range(int(rank.max()) + 1 if n else 0):
+                    idx = np.flatnonzero(rank == k)
+                    self._round(idx, rows_a[idx], t, xy, acc, spd, bat, now, out)
+        out.events.sort(key=lambda e: (e[0], e[1]))
+        return BatchResult(
+            verdict=out.verdict,
+            distance_m=out.distance,
+            progress_m=out.progress,
+            progress_fraction=out.progress / self._length[rows_a],
+            remaining_m=self._length[rows_a] - out.progress,
+            speed_mps=out.speed,
+            predicted_arrival=out.predicted,
+            delay_s=out.predicted - self._arr[rows_a],
+            status=out.status,
+            events=[(i, ev) for i, _, ev in out.events],
+        )
+
+    def _round(
+        self,
+        k: IntArray,
+        r: IntArray,
+        t_all: FloatArray,
+        xy: FloatArray,
+        acc_all: FloatArray,
+        spd_all: FloatArray,
+        bat_all: FloatArray,
+        now: float | None,
+        out: _Out,
+    ) -> None:
+        """One round: fixes ``k`` of the batch, each of a different trip ``r``."""
+        S = self._state
+        th = {name: arr[r] for name, arr in self._th.items()}
+        t, acc = t_all[k], acc_all[k]
+        x, y = xy[k, 0], xy[k, 1]
+        length, corridor = self._length[r], self._corridor[r]
+        fixes = S["fixes"][r]
+        has = fixes > 0
+        last_t, last_x, last_y = S["last_t"][r], S["last_x"][r], S["last_y"][r]
+
+        # The filter.
+        verdict = np.full(k.size, _V[Verdict.ACCEPTED], dtype=np.int8)
+        hop = np.hypot(x - last_x, y - last_y)
+        jumpish = has & (hop > th["max_speed_mps"] * (t - last_t) + 2.0 * th["max_accuracy_m"])
+        jump = jumpish & (S["jumps"][r] < th["jump_reset_fixes"])
+        verdict[jump] = _V[Verdict.JUMP]
+        verdict[acc > th["max_accuracy_m"]] = _V[Verdict.INACCURATE]
+        verdict[(t == last_t) & (x == last_x) & (y == last_y)] = _V[Verdict.DUPLICATE]
+        verdict[t < last_t] = _V[Verdict.OUT_OF_ORDER]
+        if now is not None:
+            verdict[t > now + th["future_seconds"]] = _V[Verdict.FUTURE]
+
+        # The match.
+        anchor_s, anchor_t = S["anchor_s"][r], S["anchor_t"][r]
+        elapsed = np.abs(t - anchor_t)
+        slack = REACH_SLACK_M + acc
+        share = np.clip((t - self._dep[r]) / (self._arr[r] - self._dep[r]), 0.0, 1.0)
+        expected = np.where(
+            has, anchor_s + self._vplan[r] * np.maximum(t - anchor_t, 0.0), length * share
+        )
+        lo = np.where(has, anchor_s - slack - REACH_BACK_MPS * elapsed, 0.0)
+        hi = np.where(has, anchor_s + slack + REACH_FORWARD_MPS * elapsed, length)
+        lo, hi = np.maximum(lo, 0.0), np.minimum(hi, length)
+        empty = hi < lo
+        if empty.any():
+            lo = np.where(empty, np.clip(expected, 0.0, length), lo)
+            hi = np.where(empty, lo, hi)
+        off = self._offset[r]
+        vb, nv = self._vbase[r], self._nvert[r]
+        i0 = np.maximum(np.searchsorted(self._gcum, lo + off, side="right") - 1 - vb, 0)
+        i1 = np.minimum(np.searchsorted(self._gcum, hi + off, side="left") - vb, nv - 1)
+        i1 = np.maximum(i1, i0 + 1)
+        d, m_s, _ = match_many(
+            x, y, lo, hi, expected, MATCH_TOLERANCE_M + acc, i0 + vb, i1 + vb,
+            self._ax, self._ay, self._dx, self._dy, self._inv_len2, self._cum0, self._seg,
+        )  # fmt: skip
+        margin = th["accuracy_factor"] * np.minimum(acc, th["max_accuracy_m"])
+        confident = d <= corridor + margin
+
+        a = verdict == _V[Verdict.ACCEPTED]
+        S["jumps"][r[verdict == _V[Verdict.JUMP]]] += 1
+        progress = np.where(confident, m_s, anchor_s)
+        speed = np.full(k.size, np.nan)
+        if a.any():
+            speed = self._advance(k, r, a, t, x, y, acc, d, m_s, confident, margin, th,
+                                  spd_all[k], bat_all[k], out)  # fmt: skip
+            progress = np.where(a, S["anchor_s"][r], progress)
+
+        predicted = np.maximum(t, self._dep[r]) + (length - progress) / self._vplan[r]
+        out.verdict[k] = verdict
+        out.distance[k] = d
+        out.progress[k] = progress
+        out.speed[k] = speed
+        out.predicted[k] = predicted
+        out.status[k] = self._status(r)
+
+    def _advance(
+        self,
+        k: IntArray,
+        r: IntArray,
+        a: BoolArray,
+        t: FloatArray,
+        x: FloatArray,
+        y: FloatArray,
+        acc: FloatArray,
+        d: FloatArray,
+        m_s: FloatArray,
+        confident: BoolArray,
+        margin: FloatArray,
+        th: dict[str, FloatArray],
+        spd: FloatArray,
+        bat: FloatArray,
+        out: _Out,
+    ) -> FloatArray:
+        """Advance the state of the trips whose fix was accepted (mask ``a``)."""
+        S = self._state
+        plans = self._plans
+        corridor, length = self._corridor[r], self._length[r]
+        fixes = S["fixes"][r]
+        first = fixes == 0
+        last_t, last_x, last_y = S["last_t"][r], S["last_x"][r], S["last_y"][r]
+        derive = np.isnan(spd) & ~first & (t > last_t)
+        speed = np.where(derive, np.hypot(x - last_x, y - last_y) / (t - last_t), spd)
+        speed = np.where(a, speed, np.nan)
+        ra = r[a]
+        S["fixes"][ra] += 1
+        S["jumps"][ra] = 0
+        S["last_t"][ra], S["last_x"][ra], S["last_y"][ra] = t[a], x[a], y[a]
+        move = a & (confident | first)
+        S["anchor_s"][r[move]] = m_s[move]
+        S["anchor_t"][r[move]] = t[move]
+        s = S["anchor_s"][r]
+        active = ~S["arrived"][r]
+        events: list[tuple[BoolArray, int, EventKind]] = []
+
+        # Corridor, with hysteresis.
+        rs = S["route_state"][r]
+        was_off = a & (rs == _OFF)
+        back_in = d <= corridor * th["back_on_route_ratio"]
+        in_count = np.where(was_off, np.where(back_in, S["in_count"][r] + 1, 0), S["in_count"][r])
+        back = was_off & back_in & (in_count >= th["back_on_route_fixes"])
+        in_count[back] = 0
+        out_count = S["out_count"][r]
+        out_count[back] = 0
+        rs = np.where(back, _ON, rs)
+        events.append((back & active, 0, EventKind.BACK_ON_ROUTE))
+        not_off = a & ~was_off
+        outside = not_off & (d > corridor + margin)
+        out_since = np.where(outside & (out_count == 0), t, S["out_since"][r])
+        out_count = np.where(outside, out_count + 1, out_count)
+        rs = np.where(outside, _DRIFTING, rs)
+        went = (
+            outside
+            & (out_count >= th["off_route_fixes"])
+            & (t - out_since >= th["off_route_seconds"])
+        )
+        rs = np.where(went, _OFF, rs)
+        in_count[went] = 0
+        events.append((went & active, 0, EventKind.OFF_ROUTE))
+        inside = not_off & ~outside
+        rs = np.where(inside, _ON, rs)
+        out_count[inside] = 0
+        S["route_state"][r], S["in_count"][r] = rs, in_count
+        S["out_count"][r], S["out_since"][r] = out_count, out_since
+
+        # Standing still.
+        sx, sy, stt = S["stop_x"][r], S["stop_y"][r], S["stop_t"][r]
+        init = a & first
+        far = np.hypot(x - sx, y - sy) > np.maximum(th["stop_radius_m"], 2.0 * margin)
+        mv = a & ~first & far
+        move_count = np.where(mv, S["move_count"][r] + 1, S["move_count"][r])
+        reset = mv & (move_count >= 2)
+        renew = init | reset
+        sx, sy, stt = np.where(renew, x, sx), np.where(renew, y, sy), np.where(renew, t, stt)
+        move_count[reset] = 0
+        stopped = S["stopped"][r]
+        resumed = reset & stopped
+        stopped = stopped & ~resumed
+        events.append((resumed & active, 1, EventKind.MOVING))
+        still = a & ~first & ~far
+        move_count[still] = 0
+        cand = still & ~stopped & active & (t - stt >= th["stop_seconds"]) & (t >= self._dep[r])
+        for j in np.flatnonzero(cand):
+            if plans[r[j]].at_rest_zone(float(x[j]), float(y[j])):
+                cand[j] = False
+        stopped = stopped | cand
+        events.append((cand, 1, EventKind.STOPPED))
+        S["stop_x"][r], S["stop_y"][r], S["stop_t"][r] = sx, sy, stt
+        S["move_count"][r], S["stopped"][r] = move_count, stopped
+
+        # Going back along the route.
+        c = a & confident
+        behind = S["max_s"][r] - s
+        b_far = c & (behind > th["backtrack_m"])
+        back_count = np.where(b_far, S["back_count"][r] + 1, S["back_count"][r])
+        backtracking = S["backtracking"][r]
+        turned = b_far & (back_count >= th["backtrack_fixes"]) & ~backtracking
+        backtracking = backtracking | turned
+        events.append((turned & active, 2, EventKind.BACKTRACKING))
+        recovered = c & ~b_far & (behind <= th["backtrack_m"] / 2)
+        back_count[recovered] = 0
+        backtracking = backtracking & ~recovered
+        S["back_count"][r], S["backtracking"][r] = back_count, backtracking
+        S["max_s"][r] = np.where(c & (s > S["max_s"][r]), s, S["max_s"][r])
+
+        # Arrival.
+        dest = self._dest[r]
+        dest_r = self._dest_r[r]
+        aa = a & active
+        at_dest = (
+            aa
+            & (np.hypot(x - dest[:, 0], y - dest[:, 1]) <= dest_r + margin)
+            & (s >= length - dest_r - corridor)
+        )
+        arrive_count = np.where(at_dest, S["arrive_count"][r] + 1, np.where(aa, 0, S["arrive_count"][r]))
+        arrived_now = at_dest & (arrive_count >= th["arrival_fixes"])
+        S["arrive_count"][r] = arrive_count
+        arrived = S["arrived"][r] | arrived_now
+        S["arrived"][r] = arrived
+        events.append((arrived_now, 3, EventKind.ARRIVED))
+
+        # Schedule.
+        delay = np.maximum(t, self._dep[r]) + (length - s) / self._vplan[r] - self._arr[r]
+        late = S["late"][r]
+        grace = th["late_grace_seconds"]
+        na = a & ~arrived
+        got_late = na & ~late & (delay > grace)
+        caught_up = na & late & (delay <= grace / 2)
+        S["late"][r] = (late | got_late) & ~caught_up
+        events.append((got_late, 4, EventKind.LATE))
+        events.append((caught_up, 4, EventKind.ON_SCHEDULE))
+
+        # Battery.
+        hb = a & ~np.isnan(bat)
+        low = S["low_battery"][r]
+        drained = hb & ~low & (bat <= th["low_battery_percent"])
+        charged = hb & low & (bat > th["low_battery_percent"] + 5)
+        S["low_battery"][r] = (low | drained) & ~charged
+        events.append((drained & active, 5, EventKind.LOW_BATTERY))
+
+        delay_out = delay
+        for mask, rank, kind in events:
+            for j in np.flatnonzero(mask):
+                i = int(k[j])
+                ev = Event(
+                    kind, float(t[j]), *out.lonlat(i), float(d[j]), float(s[j]), float(delay_out[j])
+                )
+                out.events.append((i, rank, ev))
+        return speed
+
+    def _status(self, r: IntArray) -> npt.NDArray[np.int8]:
+        S = self._state
+        rs = S["route_state"][r]
+        return np.select(
+            [S["arrived"][r], S["fixes"][r] == 0, rs == _OFF, S["stopped"][r], S["late"][r],
+             rs == _DRIFTING],
+            [_S[Status.ARRIVED], _S[Status.PENDING], _S[Status.OFF_ROUTE], _S[Status.STOPPED],
+             _S[Status.LATE], _S[Status.DRIFTING]],
+            _S[Status.ON_ROUTE],
+        ).astype(np.int8)  # fmt: skip
+
+
+class _Out:
+    def __init__(self, n: int, lon: FloatArray, lat: FloatArray) -> None:
+        self.verdict = np.zeros(n, dtype=np.int8)
+        self.distance = np.zeros(n)
+        self.progress = np.zeros(n)
+        self.speed = np.full(n, np.nan)
+        self.predicted = np.zeros(n)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.events: list[tuple[int, int, Event]] = []
+        self._lon, self._lat = lon, lat
+
+    def lonlat(self, i: int) -> tuple[float, float]:
+        return float(self._lon[i]), float(self._lat[i])
