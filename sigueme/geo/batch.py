@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +49,7 @@ STATUSES: tuple[Status, ...] = tuple(Status)
 _V = {v: np.int8(i) for i, v in enumerate(VERDICTS)}
 _S = {s: np.int8(i) for i, s in enumerate(STATUSES)}
 
-_INT_FIELDS = {
-    f.name for f in fields(MonitorState) if f.type == "int" and f.name != "route_state"
-}
+_INT_FIELDS = {f.name for f in fields(MonitorState) if f.type == "int" and f.name != "route_state"}
 _BOOL_FIELDS = {f.name for f in fields(MonitorState) if f.type == "bool"}
 
 
@@ -97,6 +96,7 @@ class MonitorBank:
 
     def state(self, row: int) -> MonitorState:
         """A trip's state, for a checkpoint or a per-fix ``TripMonitor``."""
+        kwargs: dict[str, Any]
         if self._dirty:
             kwargs = {name: col[row] for name, col in self._cols.items()}
         else:
@@ -117,6 +117,7 @@ class MonitorBank:
         np.cumsum(lengths[:-1] + 1.0, out=offset[1:])
         self._vbase, self._nvert, self._offset = vbase, n_vert, offset
         self._gcum = np.concatenate([p.route.cum_m + offset[i] for i, p in enumerate(plans)])
+
         # Global segment tables; segment i of trip k is entry vbase[k] + i (one padding
         # entry per route keeps that arithmetic simple and is never inside a window).
         def cat(name: str) -> FloatArray:
@@ -219,20 +220,20 @@ class MonitorBank:
         out: _Out,
     ) -> None:
         """One round: fixes ``k`` of the batch, each of a different trip ``r``."""
-        S = self._state
+        state = self._state
         th = {name: arr[r] for name, arr in self._th.items()}
         t, acc = t_all[k], acc_all[k]
         x, y = xy[k, 0], xy[k, 1]
         length, corridor = self._length[r], self._corridor[r]
-        fixes = S["fixes"][r]
+        fixes = state["fixes"][r]
         has = fixes > 0
-        last_t, last_x, last_y = S["last_t"][r], S["last_x"][r], S["last_y"][r]
+        last_t, last_x, last_y = state["last_t"][r], state["last_x"][r], state["last_y"][r]
 
         # The filter.
         verdict = np.full(k.size, _V[Verdict.ACCEPTED], dtype=np.int8)
         hop = np.hypot(x - last_x, y - last_y)
         jumpish = has & (hop > th["max_speed_mps"] * (t - last_t) + 2.0 * th["max_accuracy_m"])
-        jump = jumpish & (S["jumps"][r] < th["jump_reset_fixes"])
+        jump = jumpish & (state["jumps"][r] < th["jump_reset_fixes"])
         verdict[jump] = _V[Verdict.JUMP]
         verdict[acc > th["max_accuracy_m"]] = _V[Verdict.INACCURATE]
         verdict[(t == last_t) & (x == last_x) & (y == last_y)] = _V[Verdict.DUPLICATE]
@@ -241,7 +242,7 @@ class MonitorBank:
             verdict[t > now + th["future_seconds"]] = _V[Verdict.FUTURE]
 
         # The match.
-        anchor_s, anchor_t = S["anchor_s"][r], S["anchor_t"][r]
+        anchor_s, anchor_t = state["anchor_s"][r], state["anchor_t"][r]
         elapsed = np.abs(t - anchor_t)
         slack = REACH_SLACK_M + acc
         share = np.clip((t - self._dep[r]) / (self._arr[r] - self._dep[r]), 0.0, 1.0)
@@ -268,13 +269,13 @@ class MonitorBank:
         confident = d <= corridor + margin
 
         a = verdict == _V[Verdict.ACCEPTED]
-        S["jumps"][r[verdict == _V[Verdict.JUMP]]] += 1
+        state["jumps"][r[verdict == _V[Verdict.JUMP]]] += 1
         progress = np.where(confident, m_s, anchor_s)
         speed = np.full(k.size, np.nan)
         if a.any():
             speed = self._advance(k, r, a, t, x, y, acc, d, m_s, confident, margin, th,
                                   spd_all[k], bat_all[k], out)  # fmt: skip
-            progress = np.where(a, S["anchor_s"][r], progress)
+            progress = np.where(a, state["anchor_s"][r], progress)
 
         predicted = np.maximum(t, self._dep[r]) + (length - progress) / self._vplan[r]
         out.verdict[k] = verdict
@@ -303,40 +304,42 @@ class MonitorBank:
         out: _Out,
     ) -> FloatArray:
         """Advance the state of the trips whose fix was accepted (mask ``a``)."""
-        S = self._state
+        state = self._state
         plans = self._plans
         corridor, length = self._corridor[r], self._length[r]
-        fixes = S["fixes"][r]
+        fixes = state["fixes"][r]
         first = fixes == 0
-        last_t, last_x, last_y = S["last_t"][r], S["last_x"][r], S["last_y"][r]
+        last_t, last_x, last_y = state["last_t"][r], state["last_x"][r], state["last_y"][r]
         derive = np.isnan(spd) & ~first & (t > last_t)
         speed = np.where(derive, np.hypot(x - last_x, y - last_y) / (t - last_t), spd)
         speed = np.where(a, speed, np.nan)
         ra = r[a]
-        S["fixes"][ra] += 1
-        S["jumps"][ra] = 0
-        S["last_t"][ra], S["last_x"][ra], S["last_y"][ra] = t[a], x[a], y[a]
+        state["fixes"][ra] += 1
+        state["jumps"][ra] = 0
+        state["last_t"][ra], state["last_x"][ra], state["last_y"][ra] = t[a], x[a], y[a]
         move = a & (confident | first)
-        S["anchor_s"][r[move]] = m_s[move]
-        S["anchor_t"][r[move]] = t[move]
-        s = S["anchor_s"][r]
-        active = ~S["arrived"][r]
+        state["anchor_s"][r[move]] = m_s[move]
+        state["anchor_t"][r[move]] = t[move]
+        s = state["anchor_s"][r]
+        active = ~state["arrived"][r]
         events: list[tuple[BoolArray, int, EventKind]] = []
 
         # Corridor, with hysteresis.
-        rs = S["route_state"][r]
+        rs = state["route_state"][r]
         was_off = a & (rs == _OFF)
         back_in = d <= corridor * th["back_on_route_ratio"]
-        in_count = np.where(was_off, np.where(back_in, S["in_count"][r] + 1, 0), S["in_count"][r])
+        in_count = np.where(
+            was_off, np.where(back_in, state["in_count"][r] + 1, 0), state["in_count"][r]
+        )
         back = was_off & back_in & (in_count >= th["back_on_route_fixes"])
         in_count[back] = 0
-        out_count = S["out_count"][r]
+        out_count = state["out_count"][r]
         out_count[back] = 0
         rs = np.where(back, _ON, rs)
         events.append((back & active, 0, EventKind.BACK_ON_ROUTE))
         not_off = a & ~was_off
         outside = not_off & (d > corridor + margin)
-        out_since = np.where(outside & (out_count == 0), t, S["out_since"][r])
+        out_since = np.where(outside & (out_count == 0), t, state["out_since"][r])
         out_count = np.where(outside, out_count + 1, out_count)
         rs = np.where(outside, _DRIFTING, rs)
         went = (
@@ -350,20 +353,20 @@ class MonitorBank:
         inside = not_off & ~outside
         rs = np.where(inside, _ON, rs)
         out_count[inside] = 0
-        S["route_state"][r], S["in_count"][r] = rs, in_count
-        S["out_count"][r], S["out_since"][r] = out_count, out_since
+        state["route_state"][r], state["in_count"][r] = rs, in_count
+        state["out_count"][r], state["out_since"][r] = out_count, out_since
 
         # Standing still.
-        sx, sy, stt = S["stop_x"][r], S["stop_y"][r], S["stop_t"][r]
+        sx, sy, stt = state["stop_x"][r], state["stop_y"][r], state["stop_t"][r]
         init = a & first
         far = np.hypot(x - sx, y - sy) > np.maximum(th["stop_radius_m"], 2.0 * margin)
         mv = a & ~first & far
-        move_count = np.where(mv, S["move_count"][r] + 1, S["move_count"][r])
+        move_count = np.where(mv, state["move_count"][r] + 1, state["move_count"][r])
         reset = mv & (move_count >= 2)
         renew = init | reset
         sx, sy, stt = np.where(renew, x, sx), np.where(renew, y, sy), np.where(renew, t, stt)
         move_count[reset] = 0
-        stopped = S["stopped"][r]
+        stopped = state["stopped"][r]
         resumed = reset & stopped
         stopped = stopped & ~resumed
         events.append((resumed & active, 1, EventKind.MOVING))
@@ -375,23 +378,23 @@ class MonitorBank:
                 cand[j] = False
         stopped = stopped | cand
         events.append((cand, 1, EventKind.STOPPED))
-        S["stop_x"][r], S["stop_y"][r], S["stop_t"][r] = sx, sy, stt
-        S["move_count"][r], S["stopped"][r] = move_count, stopped
+        state["stop_x"][r], state["stop_y"][r], state["stop_t"][r] = sx, sy, stt
+        state["move_count"][r], state["stopped"][r] = move_count, stopped
 
         # Going back along the route.
         c = a & confident
-        behind = S["max_s"][r] - s
+        behind = state["max_s"][r] - s
         b_far = c & (behind > th["backtrack_m"])
-        back_count = np.where(b_far, S["back_count"][r] + 1, S["back_count"][r])
-        backtracking = S["backtracking"][r]
+        back_count = np.where(b_far, state["back_count"][r] + 1, state["back_count"][r])
+        backtracking = state["backtracking"][r]
         turned = b_far & (back_count >= th["backtrack_fixes"]) & ~backtracking
         backtracking = backtracking | turned
         events.append((turned & active, 2, EventKind.BACKTRACKING))
         recovered = c & ~b_far & (behind <= th["backtrack_m"] / 2)
         back_count[recovered] = 0
         backtracking = backtracking & ~recovered
-        S["back_count"][r], S["backtracking"][r] = back_count, backtracking
-        S["max_s"][r] = np.where(c & (s > S["max_s"][r]), s, S["max_s"][r])
+        state["back_count"][r], state["backtracking"][r] = back_count, backtracking
+        state["max_s"][r] = np.where(c & (s > state["max_s"][r]), s, state["max_s"][r])
 
         # Arrival.
         dest = self._dest[r]
@@ -402,30 +405,32 @@ class MonitorBank:
             & (np.hypot(x - dest[:, 0], y - dest[:, 1]) <= dest_r + margin)
             & (s >= length - dest_r - corridor)
         )
-        arrive_count = np.where(at_dest, S["arrive_count"][r] + 1, np.where(aa, 0, S["arrive_count"][r]))
+        arrive_count = np.where(
+            at_dest, state["arrive_count"][r] + 1, np.where(aa, 0, state["arrive_count"][r])
+        )
         arrived_now = at_dest & (arrive_count >= th["arrival_fixes"])
-        S["arrive_count"][r] = arrive_count
-        arrived = S["arrived"][r] | arrived_now
-        S["arrived"][r] = arrived
+        state["arrive_count"][r] = arrive_count
+        arrived = state["arrived"][r] | arrived_now
+        state["arrived"][r] = arrived
         events.append((arrived_now, 3, EventKind.ARRIVED))
 
         # Schedule.
         delay = np.maximum(t, self._dep[r]) + (length - s) / self._vplan[r] - self._arr[r]
-        late = S["late"][r]
+        late = state["late"][r]
         grace = th["late_grace_seconds"]
         na = a & ~arrived
         got_late = na & ~late & (delay > grace)
         caught_up = na & late & (delay <= grace / 2)
-        S["late"][r] = (late | got_late) & ~caught_up
+        state["late"][r] = (late | got_late) & ~caught_up
         events.append((got_late, 4, EventKind.LATE))
         events.append((caught_up, 4, EventKind.ON_SCHEDULE))
 
         # Battery.
         hb = a & ~np.isnan(bat)
-        low = S["low_battery"][r]
+        low = state["low_battery"][r]
         drained = hb & ~low & (bat <= th["low_battery_percent"])
         charged = hb & low & (bat > th["low_battery_percent"] + 5)
-        S["low_battery"][r] = (low | drained) & ~charged
+        state["low_battery"][r] = (low | drained) & ~charged
         events.append((drained & active, 5, EventKind.LOW_BATTERY))
 
         delay_out = delay
@@ -439,15 +444,19 @@ class MonitorBank:
         return speed
 
     def _status(self, r: IntArray) -> npt.NDArray[np.int8]:
-        S = self._state
-        rs = S["route_state"][r]
-        return np.select(
-            [S["arrived"][r], S["fixes"][r] == 0, rs == _OFF, S["stopped"][r], S["late"][r],
-             rs == _DRIFTING],
-            [_S[Status.ARRIVED], _S[Status.PENDING], _S[Status.OFF_ROUTE], _S[Status.STOPPED],
-             _S[Status.LATE], _S[Status.DRIFTING]],
-            _S[Status.ON_ROUTE],
-        ).astype(np.int8)  # fmt: skip
+        state = self._state
+        rs = state["route_state"][r]
+        conditions = [
+            state["arrived"][r],
+            state["fixes"][r] == 0,
+            rs == _OFF,
+            state["stopped"][r],
+            state["late"][r],
+            rs == _DRIFTING,
+        ]
+        choices = [Status.ARRIVED, Status.PENDING, Status.OFF_ROUTE, Status.STOPPED, Status.LATE]
+        codes = [_S[c] for c in [*choices, Status.DRIFTING]]
+        return np.select(conditions, codes, _S[Status.ON_ROUTE]).astype(np.int8)
 
 
 class _Out:

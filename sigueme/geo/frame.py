@@ -45,7 +45,9 @@ class LocalFrame:
     rotation: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        crs = f"+proj=ortho +lat_0={self.lat0!r} +lon_0={self.lon0!r} +ellps=WGS84 +units=m +no_defs"
+        crs = (
+            f"+proj=ortho +lat_0={self.lat0!r} +lon_0={self.lon0!r} +ellps=WGS84 +units=m +no_defs"
+        )
         object.__setattr__(self, "_fwd", Transformer.from_crs("EPSG:4326", crs, always_xy=True))
         object.__setattr__(self, "_inv", Transformer.from_crs(crs, "EPSG:4326", always_xy=True))
         lam, phi = math.radians(self.lon0), math.radians(self.lat0)
@@ -79,4 +81,5 @@ def enu_rows(ecef: FloatArray, origins: FloatArray, rotations: FloatArray) -> Fl
     same trip repeat its frame). This is the batched twin of :meth:`LocalFrame.forward`.
     """
     rel = ecef - origins
-    return np.einsum("nij,nj->ni", rotations, rel)
+    enu: FloatArray = np.einsum("nij,nj->ni", rotations, rel)
+    return enu

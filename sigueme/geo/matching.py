@@ -17,8 +17,7 @@ windows of many fixes of many routes, the batched path).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -34,8 +33,7 @@ NUMPY_WINDOW = 48
 """Windows with more segments than this are scanned with numpy even on the per-fix path."""
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     distance_m: float
     progress_m: float
     segment: int
@@ -54,7 +52,7 @@ def match_point(
         lo = hi = min(max(expected, 0.0), route.length_m)
     i0, i1 = route.segment_span(lo, hi)
     if i1 - i0 > NUMPY_WINDOW:
-        d, s, seg = _match_rows(
+        d_arr, s_arr, seg_arr = _match_rows(
             route,
             np.array([px]),
             np.array([py]),
@@ -65,7 +63,7 @@ def match_point(
             np.array([i0]),
             np.array([i1]),
         )
-        return Match(float(d[0]), float(s[0]), int(seg[0]))
+        return Match(float(d_arr[0]), float(s_arr[0]), int(seg_arr[0]))
     # Nearest point of each segment. Only the first and last segments of the window
     # can reach past [lo, hi]: the others clamp to the segment itself, and the two ends
     # are redone below with the window's bounds (the arithmetic is that of match_many,

@@ -136,7 +136,10 @@ class MonitorState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; infinities (never seen) become ``None``."""
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and math.isinf(v) else v)
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MonitorState:
@@ -201,11 +204,13 @@ class TripMonitor:
             if st.fixes:
                 hop = math.hypot(x - st.last_x, y - st.last_y)
                 dt = t - st.last_t
-                if hop > th.max_speed_mps * dt + 2.0 * th.max_accuracy_m:
-                    if st.jumps < th.jump_reset_fixes:
-                        verdict = Verdict.JUMP
-                    # else: the fixes keep coming from the far place; the old one was
-                    # the glitch. Accept this fix and go on from it.
+                # After jump_reset_fixes jumps in a row the fixes keep coming from the
+                # far place: the old one was the glitch. Accept and go on from there.
+                if (
+                    hop > th.max_speed_mps * dt + 2.0 * th.max_accuracy_m
+                    and st.jumps < th.jump_reset_fixes
+                ):
+                    verdict = Verdict.JUMP
 
         # -- where on the route -------------------------------------------------------------
         if st.fixes:
@@ -303,9 +308,11 @@ class TripMonitor:
 
         # Arrival.
         if active:
-            dest_d = math.hypot(x - self._dest[0], y - self._dest[1])
-            near_end = s >= length - plan.destination_radius_m - plan.corridor_m
-            if dest_d <= plan.destination_radius_m + margin and near_end:
+            if (
+                s >= length - plan.destination_radius_m - plan.corridor_m
+                and math.hypot(x - self._dest[0], y - self._dest[1])
+                <= plan.destination_radius_m + margin
+            ):
                 st.arrive_count += 1
                 if st.arrive_count >= th.arrival_fixes:
                     st.arrived = True
@@ -349,8 +356,10 @@ class TripMonitor:
         remaining = length - progress
         predicted = max(fix.t, plan.departure) + remaining / self._speed_plan
         delay = predicted - plan.arrival
-        events = tuple(
-            Event(k, fix.t, fix.lon, fix.lat, distance, progress, delay) for k in kinds
+        events = (
+            tuple(Event(k, fix.t, fix.lon, fix.lat, distance, progress, delay) for k in kinds)
+            if kinds
+            else ()
         )
         return Evaluation(
             t=fix.t,

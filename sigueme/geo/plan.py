@@ -34,7 +34,9 @@ class Thresholds:
     back_on_route_fixes: int = _bounded(1, 50, "for this many consecutive fixes")
     max_accuracy_m: float = _bounded(10, 10_000, "fixes vaguer than this are flagged inaccurate")
     max_speed_mps: float = _bounded(10, 400, "faster implied movement is a GPS jump")
-    jump_reset_fixes: int = _bounded(1, 100, "after this many jumps in a row, the next far fix is trusted")
+    jump_reset_fixes: int = _bounded(
+        1, 100, "after this many jumps in a row, the next far fix is trusted"
+    )
     future_seconds: float = _bounded(0, 86_400, "device clocks may run this far ahead")
     stop_radius_m: float = _bounded(5, 2_000, "moving less than this counts as standing still")
     stop_seconds: float = _bounded(30, 86_400, "standing still this long away from planned stops")
@@ -122,11 +124,15 @@ class TripPlan:
             raise RouteError("arrival", "the expected arrival must come after the departure")
         if self.arrival - self.departure > 7 * 86_400:
             raise RouteError("arrival", "a trip may last at most 7 days")
-        if not (math.isfinite(self.corridor_m) and MIN_CORRIDOR_M <= self.corridor_m <= MAX_CORRIDOR_M):
+        if not (
+            math.isfinite(self.corridor_m) and MIN_CORRIDOR_M <= self.corridor_m <= MAX_CORRIDOR_M
+        ):
             raise RouteError(
                 "corridor_m", f"must be between {MIN_CORRIDOR_M:g} and {MAX_CORRIDOR_M:g} m"
             )
-        if not (math.isfinite(self.destination_radius_m) and 10 <= self.destination_radius_m <= 5_000):
+        if not (
+            math.isfinite(self.destination_radius_m) and 10 <= self.destination_radius_m <= 5_000
+        ):
             raise RouteError("destination_radius_m", "must be between 10 and 5,000 m")
         if len(self.stops) > MAX_STOPS:
             raise RouteError("stops", f"at most {MAX_STOPS} planned stops")

@@ -74,7 +74,7 @@ def _densify(lonlat: FloatArray, seg_m: FloatArray) -> FloatArray:
         return lonlat
     parts: list[FloatArray] = []
     start = 0
-    for i in long_segments:
+    for i in long_segments.tolist():
         parts.append(lonlat[start : i + 1])
         n_inner = math.ceil(seg_m[i] / DENSIFY_M) - 1
         inner = GEOD.npts(lonlat[i, 0], lonlat[i, 1], lonlat[i + 1, 0], lonlat[i + 1, 1], n_inner)
@@ -107,7 +107,9 @@ class Route:
         seg_m = np.asarray(seg, dtype=np.float64)
         length = float(seg_m.sum())
         if length < MIN_LENGTH_M:
-            raise RouteError(field, f"the route is {length:.1f} m long; at least {MIN_LENGTH_M:g} m")
+            raise RouteError(
+                field, f"the route is {length:.1f} m long; at least {MIN_LENGTH_M:g} m"
+            )
         if length > MAX_LENGTH_M:
             raise RouteError(
                 field,

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (``sigueme bench ...``); nothing here asserts speed."""
