@@ -29,10 +29,12 @@ from sigueme.geo.monitor import (
     _DRIFTING,
     _OFF,
     _ON,
+    FAR_M,
     MATCH_TOLERANCE_M,
     REACH_BACK_MPS,
     REACH_FORWARD_MPS,
     REACH_SLACK_M,
+    STILL_SPEED_MPS,
     Event,
     EventKind,
     MonitorState,
@@ -135,6 +137,7 @@ class MonitorBank:
         self._dep = np.array([p.departure for p in plans])
         self._arr = np.array([p.arrival for p in plans])
         self._vplan = np.array([p.planned_speed_mps for p in plans])
+        self._dwells = np.array([any(s.dwell_s > 0 for s in p.stops) for p in plans], dtype=bool)
         self._dest = np.array([(p.route.x[-1], p.route.y[-1]) for p in plans])
         self._th = {
             name: np.array([getattr(p.thresholds, name) for p in plans], dtype=np.float64)
@@ -230,46 +233,62 @@ class MonitorBank:
         last_t, last_x, last_y = state["last_t"][r], state["last_x"][r], state["last_y"][r]
 
         # The filter.
+        far = ~((np.abs(x) < FAR_M) & (np.abs(y) < FAR_M))  # also inf and NaN
         verdict = np.full(k.size, _V[Verdict.ACCEPTED], dtype=np.int8)
+        max_acc, max_speed = th["max_accuracy_m"], th["max_speed_mps"]
+        jumps = state["jumps"][r]
+        since = np.where(jumps > 0, state["jump_since"][r], t)
         hop = np.hypot(x - last_x, y - last_y)
-        jumpish = has & (hop > th["max_speed_mps"] * (t - last_t) + 2.0 * th["max_accuracy_m"])
-        jump = jumpish & (state["jumps"][r] < th["jump_reset_fixes"])
-        verdict[jump] = _V[Verdict.JUMP]
-        verdict[acc > th["max_accuracy_m"]] = _V[Verdict.INACCURATE]
+        jumpish = has & (hop > max_speed * (since - last_t) + 2.0 * max_acc)
+        jx, jy, jt = state["jump_x"][r], state["jump_y"][r], state["jump_t"][r]
+        agree = (jumps > 0) & (np.hypot(x - jx, y - jy) <= max_speed * (t - jt) + 2.0 * max_acc)
+        streak = np.where(agree, jumps + 1, 1)
+        verdict[jumpish & (streak <= th["jump_reset_fixes"])] = _V[Verdict.JUMP]
+        verdict[acc > max_acc] = _V[Verdict.INACCURATE]
+        verdict[far] = _V[Verdict.FAR]
         verdict[(t == last_t) & (x == last_x) & (y == last_y)] = _V[Verdict.DUPLICATE]
         verdict[t < last_t] = _V[Verdict.OUT_OF_ORDER]
         if now is not None:
             verdict[t > now + th["future_seconds"]] = _V[Verdict.FUTURE]
+        jumped = verdict == _V[Verdict.JUMP]
+        rj = r[jumped]
+        state["jump_since"][rj] = np.where(jumps[jumped] > 0, state["jump_since"][rj], t[jumped])
+        state["jumps"][rj] = streak[jumped]
+        state["jump_x"][rj], state["jump_y"][rj], state["jump_t"][rj] = (
+            x[jumped],
+            y[jumped],
+            t[jumped],
+        )
+        placed = verdict != _V[Verdict.FAR]
+        x, y = np.where(placed, x, 0.0), np.where(placed, y, 0.0)
 
         # The match.
         anchor_s, anchor_t = state["anchor_s"][r], state["anchor_t"][r]
         elapsed = np.abs(t - anchor_t)
         slack = REACH_SLACK_M + acc
-        share = np.clip((t - self._dep[r]) / (self._arr[r] - self._dep[r]), 0.0, 1.0)
-        expected = np.where(
-            has, anchor_s + self._vplan[r] * np.maximum(t - anchor_t, 0.0), length * share
-        )
         lo = np.where(has, anchor_s - slack - REACH_BACK_MPS * elapsed, 0.0)
         hi = np.where(has, anchor_s + slack + REACH_FORWARD_MPS * elapsed, length)
         lo, hi = np.maximum(lo, 0.0), np.minimum(hi, length)
         empty = hi < lo
         if empty.any():
-            lo = np.where(empty, np.clip(expected, 0.0, length), lo)
+            lo = np.where(empty, np.clip(anchor_s, 0.0, length), lo)
             hi = np.where(empty, lo, hi)
         off = self._offset[r]
         vb, nv = self._vbase[r], self._nvert[r]
         i0 = np.maximum(np.searchsorted(self._gcum, lo + off, side="right") - 1 - vb, 0)
+        i0 = np.minimum(i0, nv - 2)
         i1 = np.minimum(np.searchsorted(self._gcum, hi + off, side="left") - vb, nv - 1)
         i1 = np.maximum(i1, i0 + 1)
         d, m_s, _ = match_many(
-            x, y, lo, hi, expected, MATCH_TOLERANCE_M + acc, i0 + vb, i1 + vb,
+            x, y, lo, hi, anchor_s, MATCH_TOLERANCE_M + acc, i0 + vb, i1 + vb,
             self._ax, self._ay, self._dx, self._dy, self._inv_len2, self._cum0, self._seg,
         )  # fmt: skip
-        margin = th["accuracy_factor"] * np.minimum(acc, th["max_accuracy_m"])
-        confident = d <= corridor + margin
+        for j in np.flatnonzero(~placed):
+            d[j] = self._plans[r[j]].route.far_distance_m(*out.lonlat(int(k[j])))
+        margin = th["accuracy_factor"] * np.minimum(acc, max_acc)
+        confident = placed & (d <= corridor + margin)
 
         a = verdict == _V[Verdict.ACCEPTED]
-        state["jumps"][r[verdict == _V[Verdict.JUMP]]] += 1
         progress = np.where(confident, m_s, anchor_s)
         speed = np.full(k.size, np.nan)
         if a.any():
@@ -277,7 +296,7 @@ class MonitorBank:
                                   spd_all[k], bat_all[k], out)  # fmt: skip
             progress = np.where(a, state["anchor_s"][r], progress)
 
-        predicted = np.maximum(t, self._dep[r]) + (length - progress) / self._vplan[r]
+        predicted = self._predict(r, t, progress)
         out.verdict[k] = verdict
         out.distance[k] = d
         out.progress[k] = progress
@@ -356,30 +375,32 @@ class MonitorBank:
         state["route_state"][r], state["in_count"][r] = rs, in_count
         state["out_count"][r], state["out_since"][r] = out_count, out_since
 
-        # Standing still.
+        # Standing still: a circle around the running mean of the fixes since the stop.
         sx, sy, stt = state["stop_x"][r], state["stop_y"][r], state["stop_t"][r]
-        init = a & first
-        far = np.hypot(x - sx, y - sy) > np.maximum(th["stop_radius_m"], 2.0 * margin)
-        mv = a & ~first & far
+        out_of_circle = np.hypot(x - sx, y - sy) > np.maximum(th["stop_radius_m"], 2.0 * margin)
+        settled = state["stop_n"][r] > th["move_fixes"]
+        mv = a & ~first & out_of_circle & ~(settled & (spd < STILL_SPEED_MPS))
         move_count = np.where(mv, state["move_count"][r] + 1, state["move_count"][r])
-        reset = mv & (move_count >= 2)
-        renew = init | reset
-        sx, sy, stt = np.where(renew, x, sx), np.where(renew, y, sy), np.where(renew, t, stt)
-        move_count[reset] = 0
+        reset = mv & (move_count >= th["move_fixes"])
+        renew = (a & first) | reset
+        still = a & ~first & ~out_of_circle
+        sn = np.where(renew, 1, np.where(still, state["stop_n"][r] + 1, state["stop_n"][r]))
+        sx = np.where(renew, x, np.where(still, sx + (x - sx) / sn, sx))
+        sy = np.where(renew, y, np.where(still, sy + (y - sy) / sn, sy))
+        stt = np.where(renew, t, stt)
+        move_count[reset | still] = 0
         stopped = state["stopped"][r]
         resumed = reset & stopped
         stopped = stopped & ~resumed
         events.append((resumed & active, 1, EventKind.MOVING))
-        still = a & ~first & ~far
-        move_count[still] = 0
         cand = still & ~stopped & active & (t - stt >= th["stop_seconds"]) & (t >= self._dep[r])
         for j in np.flatnonzero(cand):
-            if plans[r[j]].at_rest_zone(float(x[j]), float(y[j])):
+            if plans[r[j]].at_rest_zone(float(sx[j]), float(sy[j])):
                 cand[j] = False
         stopped = stopped | cand
         events.append((cand, 1, EventKind.STOPPED))
         state["stop_x"][r], state["stop_y"][r], state["stop_t"][r] = sx, sy, stt
-        state["move_count"][r], state["stopped"][r] = move_count, stopped
+        state["stop_n"][r], state["move_count"][r], state["stopped"][r] = sn, move_count, stopped
 
         # Going back along the route.
         c = a & confident
@@ -415,7 +436,7 @@ class MonitorBank:
         events.append((arrived_now, 3, EventKind.ARRIVED))
 
         # Schedule.
-        delay = np.maximum(t, self._dep[r]) + (length - s) / self._vplan[r] - self._arr[r]
+        delay = self._predict(r, t, s) - self._arr[r]
         late = state["late"][r]
         grace = th["late_grace_seconds"]
         na = a & ~arrived
@@ -442,6 +463,14 @@ class MonitorBank:
                 )
                 out.events.append((i, rank, ev))
         return speed
+
+    def _predict(self, r: IntArray, t: FloatArray, progress: FloatArray) -> FloatArray:
+        """:meth:`TripPlan.predict_arrival`, row by row."""
+        moving = (self._length[r] - progress) / self._vplan[r]
+        predicted: FloatArray = np.maximum(t, self._dep[r]) + moving
+        for j in np.flatnonzero(self._dwells[r]):
+            predicted[j] += self._plans[r[j]].dwell_ahead(float(progress[j]))
+        return predicted
 
     def _status(self, r: IntArray) -> npt.NDArray[np.int8]:
         state = self._state

@@ -33,6 +33,8 @@ class Verdict(StrEnum):
     """Device time too far ahead of the server's clock."""
     JUMP = "jump"
     """Implies a speed no traveller reaches: a GPS glitch."""
+    FAR = "far"
+    """Over 1,500 km from the route: not this trip (a lost minus sign, a glitch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,10 @@ class Fix:
 def _number(name: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise FixError(name, f"must be a number, got {type(v).__name__}")
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer too large for a float
+        raise FixError(name, "must be a finite number") from None
     if not math.isfinite(f):
         raise FixError(name, f"must be finite, got {v}")
     return f

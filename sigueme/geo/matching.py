@@ -5,9 +5,15 @@ several towns, a loop). The nearest point of the whole route is then ambiguous, 
 jumping to the other leg would make progress leap forward or back. So a fix is
 matched only against a *window* of the route around where the trip was last seen,
 ``[anchor - reach, anchor + reach]`` with ``reach`` growing with the time since
-(a traveller cannot have moved farther than that). Inside the window, the stretches
-of route that come within ``tolerance`` of the nearest distance are the candidate
-legs; the leg whose nearest point is closest to the *expected* progress wins.
+(a traveller cannot have moved farther than that).
+
+Inside the window, every leg that passes near the fix shows up as a local minimum
+of the distance along the route; those within ``tolerance`` of the nearest are the
+candidates. The trip is assumed to go on the way it went: the candidate just ahead
+of the anchor wins, and one behind it pays :data:`BACK_WEIGHT` times its distance
+back. That keeps an out-and-back trip on the outbound leg up to the turn and on the
+return leg after it, and a phone that was silent while parked where the route comes
+back later stays where it parked.
 
 Two implementations with the same rules: :func:`match_point` (pure Python over a
 handful of segments, the per-fix path) and :func:`match_many` (numpy over ragged
@@ -31,6 +37,8 @@ IntArray = npt.NDArray[np.int64]
 
 NUMPY_WINDOW = 48
 """Windows with more segments than this are scanned with numpy even on the per-fix path."""
+BACK_WEIGHT = 10.0
+"""A candidate behind the anchor costs this many times its distance back; ahead, 1x."""
 
 
 class Match(NamedTuple):
@@ -40,16 +48,17 @@ class Match(NamedTuple):
 
 
 def match_point(
-    route: Route, px: float, py: float, lo: float, hi: float, expected: float, tolerance: float
+    route: Route, px: float, py: float, lo: float, hi: float, anchor: float, tolerance: float
 ) -> Match:
-    """Match one point (frame metres) to the route within progress ``[lo, hi]``.
+    """Match one point (frame metres) to the route within progress ``[lo, hi]``, where
+    the trip was last matched at progress ``anchor``.
 
     Returns the distance to the chosen leg and the progress of its nearest point.
     """
     lo = max(lo, 0.0)
     hi = min(hi, route.length_m)
     if hi < lo:
-        lo = hi = min(max(expected, 0.0), route.length_m)
+        lo = hi = min(max(anchor, 0.0), route.length_m)
     i0, i1 = route.segment_span(lo, hi)
     if i1 - i0 > NUMPY_WINDOW:
         d_arr, s_arr, seg_arr = _match_rows(
@@ -58,7 +67,7 @@ def match_point(
             np.array([py]),
             np.array([lo]),
             np.array([hi]),
-            np.array([expected]),
+            np.array([anchor]),
             np.array([tolerance]),
             np.array([i0]),
             np.array([i1]),
@@ -70,8 +79,10 @@ def match_point(
     # operation for operation, so both paths agree to the last bit).
     d2s: list[float] = []
     ss: list[float] = []
+    inner: list[bool] = []
     for ax, ay, dx, dy, inv_len2, c0, seg in route._segments[i0:i1]:
         t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
+        inner.append(0.0 < t < 1.0)
         if t < 0.0:
             t = 0.0
         elif t > 1.0:
@@ -85,6 +96,7 @@ def match_point(
         t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
         tlo = (lo - c0) / seg if lo > c0 else 0.0
         thi = (hi - c0) / seg if hi < c0 + seg else 1.0
+        inner[k] = tlo < t < thi
         if t < tlo:
             t = tlo
         if t > thi:
@@ -94,32 +106,37 @@ def match_point(
         d2s[k] = ex * ex + ey * ey
         ss[k] = c0 + t * seg
     best = min(d2s)
-    limit = (math.sqrt(best) + tolerance) ** 2
-    # Candidate legs: maximal runs of consecutive segments within the limit; each run
-    # is represented by its nearest point. Pick the run closest to the expected progress.
-    near = [k for k, d2 in enumerate(d2s) if d2 <= limit]
-    if near[-1] - near[0] == len(near) - 1:  # one run: the usual case
-        k = d2s.index(best)
-        return Match(math.sqrt(best), ss[k], i0 + k)
-    choice_d2 = math.inf
-    choice_s = 0.0
-    choice_i = i0
-    choice_gap = math.inf
-    run_d2 = math.inf
-    run_s = 0.0
-    run_i = -1
+    limit = max(best, (math.sqrt(best) + tolerance) ** 2)
+    merge = 2.0 * tolerance
+    # Candidates: the nearest point of a segment when it lies inside the segment, or a
+    # vertex that is a local minimum of the distance (the first of a plateau), within
+    # the limit. Candidates closer than ``merge`` along the route are one place seen
+    # from both sides of a bend: the nearest of them stands for it.
     n = len(d2s)
+    choice = rep = -1
+    choice_cost = math.inf
+    last_s = 0.0
     for k in range(n + 1):
-        if k < n and d2s[k] <= limit:
-            if d2s[k] < run_d2:
-                run_d2, run_s, run_i = d2s[k], ss[k], i0 + k
-            continue
-        if run_i >= 0:
-            gap = abs(run_s - expected)
-            if gap < choice_gap:
-                choice_gap, choice_d2, choice_s, choice_i = gap, run_d2, run_s, run_i
-            run_d2, run_i = math.inf, -1
-    return Match(math.sqrt(choice_d2), choice_s, choice_i)
+        if k < n:
+            d2 = d2s[k]
+            if d2 > limit or not (
+                inner[k] or ((k == 0 or d2 < d2s[k - 1]) and (k == n - 1 or d2 <= d2s[k + 1]))
+            ):
+                continue
+            s = ss[k]
+            if rep >= 0 and s - last_s <= merge:
+                if d2 < d2s[rep]:
+                    rep = k
+                last_s = s
+                continue
+            last_s = s
+        if rep >= 0:
+            s = ss[rep]
+            cost = s - anchor if s >= anchor else BACK_WEIGHT * (anchor - s)
+            if cost < choice_cost:
+                choice, choice_cost = rep, cost
+        rep = k
+    return Match(math.sqrt(d2s[choice]), ss[choice], i0 + choice)
 
 
 def _match_rows(
@@ -128,7 +145,7 @@ def _match_rows(
     py: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
-    expected: FloatArray,
+    anchor: FloatArray,
     tolerance: FloatArray,
     i0: IntArray,
     i1: IntArray,
@@ -139,7 +156,7 @@ def _match_rows(
         py,
         lo,
         hi,
-        expected,
+        anchor,
         tolerance,
         i0,
         i1,
@@ -158,7 +175,7 @@ def match_many(
     py: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
-    expected: FloatArray,
+    anchor: FloatArray,
     tolerance: FloatArray,
     i0: IntArray,
     i1: IntArray,
@@ -174,7 +191,8 @@ def match_many(
 
     Row r searches segments ``i0[r] <= i < i1[r]`` of the segment tables (which may
     hold many routes end to end: the windows never cross a route's bounds) with
-    progress bounds ``[lo[r], hi[r]]``. Returns distance, progress and segment index.
+    progress bounds ``[lo[r], hi[r]]`` and anchor ``anchor[r]``. Returns distance,
+    progress and segment index.
     """
     counts = i1 - i0
     n_rows = counts.size
@@ -189,34 +207,46 @@ def match_many(
     t = ((pxr - sax) * sdx + (pyr - say) * sdy) * inv_len2[idx]
     tlo = np.where(lo[row] > c0, (lo[row] - c0) / sl, 0.0)
     thi = np.where(hi[row] < c0 + sl, (hi[row] - c0) / sl, 1.0)
+    inner = (t > tlo) & (t < thi)
     t = np.minimum(np.maximum(t, tlo), thi)
     ex = pxr - sax - t * sdx
     ey = pyr - say - t * sdy
     d2 = ex * ex + ey * ey
     s = c0 + t * sl
     best = np.minimum.reduceat(d2, row_start)
-    limit = (np.sqrt(best) + tolerance) ** 2
-    inside = d2 <= limit[row]
-    # Runs of consecutive inside segments, numbered across the whole batch.
-    starts = inside.copy()
-    starts[1:] &= ~inside[:-1]
-    starts[row_start] = inside[row_start]
-    run_id = np.cumsum(starts) - 1
-    cand = np.flatnonzero(inside)
-    cand_run = run_id[cand]
-    # Nearest point of each run: order candidates by (run, d2), keep each run's first.
-    order = np.lexsort((d2[cand], cand_run))
-    cand_sorted = cand[order]
-    first = np.ones(cand_sorted.size, dtype=bool)
-    first[1:] = cand_run[order][1:] != cand_run[order][:-1]
-    reps = cand_sorted[first]
+    limit = np.maximum(best, (np.sqrt(best) + tolerance) ** 2)
+    # Candidates as in match_point; a row's first and last segments count as having no
+    # neighbour outside the row.
+    first = np.zeros(total, dtype=bool)
+    first[row_start] = True
+    last = np.zeros(total, dtype=bool)
+    last[row_start + counts - 1] = True
+    below_prev = np.ones(total, dtype=bool)
+    below_prev[1:] = d2[1:] < d2[:-1]
+    upto_next = np.ones(total, dtype=bool)
+    upto_next[:-1] = d2[:-1] <= d2[1:]
+    vertex_min = (first | below_prev) & (last | upto_next)
+    cand = np.flatnonzero((d2 <= limit[row]) & (inner | vertex_min))
+    cand_row = row[cand]
+    cs = s[cand]
+    # Merge candidates closer than 2 x tolerance along the route (chained, per row) and
+    # keep the nearest of each group, the first on ties.
+    new_group = np.ones(cand.size, dtype=bool)
+    new_group[1:] = (cand_row[1:] != cand_row[:-1]) | (
+        cs[1:] - cs[:-1] > 2.0 * tolerance[cand_row[1:]]
+    )
+    group = np.cumsum(new_group) - 1
+    order = np.lexsort((cand, d2[cand], group))
+    keep = np.ones(order.size, dtype=bool)
+    keep[1:] = group[order][1:] != group[order][:-1]
+    reps = cand[order][keep]
     rep_row = row[reps]
-    gap = np.abs(s[reps] - expected[rep_row])
-    # Per row, the run whose representative is closest to the expected progress; ties
-    # go to the earlier run, as in match_point.
-    order2 = np.lexsort((reps, gap, rep_row))
-    chosen_sorted = reps[order2]
-    first2 = np.ones(chosen_sorted.size, dtype=bool)
-    first2[1:] = rep_row[order2][1:] != rep_row[order2][:-1]
-    chosen = chosen_sorted[first2]
+    ref = anchor[rep_row]
+    rs = s[reps]
+    cost = np.where(rs >= ref, rs - ref, BACK_WEIGHT * (ref - rs))
+    # Per row, the cheapest place; ties go to the earlier one, as in match_point.
+    order = np.lexsort((reps, cost, rep_row))
+    keep = np.ones(order.size, dtype=bool)
+    keep[1:] = rep_row[order][1:] != rep_row[order][:-1]
+    chosen = reps[order][keep]
     return np.sqrt(d2[chosen]), s[chosen], idx[chosen]

@@ -8,20 +8,21 @@ GPS noise stays quiet and real trouble does not:
   corridor (widened by ``accuracy_factor`` x the fix's accuracy) spanning at least
   ``off_route_seconds``; ``back_on_route`` only within the narrower
   ``back_on_route_ratio`` x corridor for ``back_on_route_fixes`` fixes.
-* ``stopped`` after ``stop_seconds`` without leaving a ``stop_radius_m`` circle
-  (two fixes outside it in a row, so one outlier is not movement), except at the
-  origin, planned stops and the destination; ``moving`` when it ends.
+* ``stopped`` after ``stop_seconds`` inside a circle of ``stop_radius_m`` (widened
+  by the fixes' accuracy) around the mean of the fixes since the trip stood still,
+  except at the origin, planned stops and the destination. Only ``move_fixes``
+  fixes in a row outside the circle are movement (``moving``): outliers are not.
 * ``late`` when the predicted arrival (now + remaining distance at the planned
-  speed) passes the planned one by ``late_grace_seconds``; ``on_schedule`` once it
-  is back within half of that.
+  speed + the planned stops still ahead) passes the planned one by
+  ``late_grace_seconds``; ``on_schedule`` once it is back within half of that.
 * ``backtracking`` when progress falls back by more than ``backtrack_m``.
 * ``arrived`` in the destination zone at the end of the route.
 * ``low_battery`` at or below ``low_battery_percent``.
 
 Only fixes the filter accepts move the state: duplicates, out-of-order, future,
-inaccurate and jumping fixes are evaluated and reported, but raise nothing. The
-state is a plain dataclass (:class:`MonitorState`) that serialises to JSON, so a
-trip can be checkpointed and resumed on another worker.
+far, inaccurate and jumping fixes are evaluated and reported, but raise nothing.
+The state is a plain dataclass (:class:`MonitorState`) that serialises to JSON, so
+a trip can be checkpointed and resumed on another worker.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ REACH_FORWARD_MPS = 45.0
 """... going forward at this speed (162 km/h) ..."""
 REACH_BACK_MPS = 20.0
 """... or back along the route at this one (72 km/h): turning round is slower."""
+STILL_SPEED_MPS = 1.0
+"""A fix reporting less speed than this is no sign of leaving a stop."""
+FAR_M = 1_500_000.0
+"""Fixes farther than this from the route's frame centre (x or y) are not this trip."""
 
 
 class Status(StrEnum):
@@ -115,6 +120,10 @@ class MonitorState:
     last_x: float = 0.0
     last_y: float = 0.0
     jumps: int = 0
+    jump_x: float = 0.0
+    jump_y: float = 0.0
+    jump_t: float = 0.0
+    jump_since: float = 0.0
     anchor_s: float = 0.0
     anchor_t: float = -math.inf
     max_s: float = 0.0
@@ -125,6 +134,7 @@ class MonitorState:
     stop_x: float = 0.0
     stop_y: float = 0.0
     stop_t: float = 0.0
+    stop_n: int = 0
     move_count: int = 0
     stopped: bool = False
     late: bool = False
@@ -176,7 +186,7 @@ class TripMonitor:
         route = plan.route
         self._dest = (float(route.x[-1]), float(route.y[-1]))
         self._forward = route.frame.forward
-        self._speed_plan = plan.planned_speed_mps
+        self._length = route.length_m
 
     def update(self, fix: Fix, now: float | None = None) -> Evaluation:
         """Evaluate one fix. ``now`` is the server's receive time (epoch seconds), used to
@@ -184,11 +194,11 @@ class TripMonitor:
         plan = self.plan
         th = plan.thresholds
         st = self.state
-        route = plan.route
-        length = route.length_m
+        length = self._length
         t = fix.t
         acc = fix.accuracy if fix.accuracy is not None else 0.0
         x, y = self._forward(fix.lon, fix.lat)
+        max_acc = th.max_accuracy_m
 
         # -- the filter -------------------------------------------------------------------
         if now is not None and t > now + th.future_seconds:
@@ -197,47 +207,59 @@ class TripMonitor:
             verdict = Verdict.OUT_OF_ORDER
         elif t == st.last_t and x == st.last_x and y == st.last_y:
             verdict = Verdict.DUPLICATE
-        elif acc > th.max_accuracy_m:
+        elif not (-FAR_M < x < FAR_M and -FAR_M < y < FAR_M):  # also inf and NaN
+            verdict = Verdict.FAR
+        elif acc > max_acc:
             verdict = Verdict.INACCURATE
         else:
             verdict = Verdict.ACCEPTED
             if st.fixes:
-                hop = math.hypot(x - st.last_x, y - st.last_y)
-                dt = t - st.last_t
-                # After jump_reset_fixes jumps in a row the fixes keep coming from the
-                # far place: the old one was the glitch. Accept and go on from there.
-                if (
-                    hop > th.max_speed_mps * dt + 2.0 * th.max_accuracy_m
-                    and st.jumps < th.jump_reset_fixes
-                ):
-                    verdict = Verdict.JUMP
+                # How far the traveller could be from the last accepted fix. While the
+                # phone is glitching the clock stops at the first glitch: scattered
+                # glitches must not become plausible just because they went on long.
+                since = st.jump_since if st.jumps else t
+                reach = th.max_speed_mps * (since - st.last_t) + 2.0 * max_acc
+                if math.hypot(x - st.last_x, y - st.last_y) > reach:
+                    # A glitch, unless the far fixes agree with each other for more than
+                    # jump_reset_fixes in a row: then the old place was the glitch.
+                    streak = 1
+                    if st.jumps:
+                        reach = th.max_speed_mps * (t - st.jump_t) + 2.0 * max_acc
+                        if math.hypot(x - st.jump_x, y - st.jump_y) <= reach:
+                            streak = st.jumps + 1
+                    if streak <= th.jump_reset_fixes:
+                        verdict = Verdict.JUMP
+                        if not st.jumps:
+                            st.jump_since = t
+                        st.jumps, st.jump_x, st.jump_y, st.jump_t = streak, x, y, t
+
+        if verdict is Verdict.FAR:
+            d = plan.route.far_distance_m(fix.lon, fix.lat)
+            return self._evaluation(fix, verdict, d, st.anchor_s, None, ())
 
         # -- where on the route -------------------------------------------------------------
+        anchor = st.anchor_s
         if st.fixes:
             elapsed = abs(t - st.anchor_t)
             slack = REACH_SLACK_M + acc
-            expected = st.anchor_s + self._speed_plan * max(t - st.anchor_t, 0.0)
-            lo = st.anchor_s - slack - REACH_BACK_MPS * elapsed
-            hi = st.anchor_s + slack + REACH_FORWARD_MPS * elapsed
+            lo = anchor - slack - REACH_BACK_MPS * elapsed
+            hi = anchor + slack + REACH_FORWARD_MPS * elapsed
         else:
-            expected = plan.expected_progress(t)
             lo, hi = 0.0, length
-        m = match_point(route, x, y, lo, hi, expected, MATCH_TOLERANCE_M + acc)
+        m = match_point(plan.route, x, y, lo, hi, anchor, MATCH_TOLERANCE_M + acc)
         d = m.distance_m
-        margin = th.accuracy_factor * min(acc, th.max_accuracy_m)
+        margin = th.accuracy_factor * min(acc, max_acc)
         confident = d <= plan.corridor_m + margin
 
         if verdict is not Verdict.ACCEPTED:
-            if verdict is Verdict.JUMP:
-                st.jumps += 1
-            progress = m.progress_m if confident else st.anchor_s
+            progress = m.progress_m if confident else anchor
             return self._evaluation(fix, verdict, d, progress, None, ())
 
         # -- accepted: advance the state ------------------------------------------------------
         speed = fix.speed
-        if speed is None and st.fixes and t > st.last_t:
-            speed = math.hypot(x - st.last_x, y - st.last_y) / (t - st.last_t)
         first = st.fixes == 0
+        if speed is None and not first and t > st.last_t:
+            speed = math.hypot(x - st.last_x, y - st.last_y) / (t - st.last_t)
         st.fixes += 1
         st.jumps = 0
         st.last_t, st.last_x, st.last_y = t, x, y
@@ -269,25 +291,33 @@ class TripMonitor:
         else:
             st.route_state, st.out_count = _ON, 0
 
-        # Standing still.
+        # Standing still: a circle around the running mean of the fixes since the stop.
         if first:
-            st.stop_x, st.stop_y, st.stop_t = x, y, t
+            st.stop_x, st.stop_y, st.stop_t, st.stop_n = x, y, t, 1
         elif math.hypot(x - st.stop_x, y - st.stop_y) > max(th.stop_radius_m, 2.0 * margin):
-            st.move_count += 1
-            if st.move_count >= 2:
-                st.stop_x, st.stop_y, st.stop_t, st.move_count = x, y, t, 0
-                if st.stopped:
-                    st.stopped = False
-                    if active:
-                        events.append(EventKind.MOVING)
+            # Outside the circle. Once a stop has gathered more fixes than it takes to
+            # leave it, a phone that says it is not moving (Doppler speed is sound even
+            # when multipath throws the position) is not leaving it.
+            settled = st.stop_n > th.move_fixes
+            if not settled or fix.speed is None or fix.speed >= STILL_SPEED_MPS:
+                st.move_count += 1
+                if st.move_count >= th.move_fixes:
+                    st.stop_x, st.stop_y, st.stop_t, st.stop_n, st.move_count = x, y, t, 1, 0
+                    if st.stopped:
+                        st.stopped = False
+                        if active:
+                            events.append(EventKind.MOVING)
         else:
             st.move_count = 0
+            st.stop_n += 1
+            st.stop_x += (x - st.stop_x) / st.stop_n
+            st.stop_y += (y - st.stop_y) / st.stop_n
             if (
                 not st.stopped
                 and active
                 and t - st.stop_t >= th.stop_seconds
                 and t >= plan.departure
-                and not plan.at_rest_zone(x, y)
+                and not plan.at_rest_zone(st.stop_x, st.stop_y)
             ):
                 st.stopped = True
                 events.append(EventKind.STOPPED)
@@ -321,9 +351,8 @@ class TripMonitor:
                 st.arrive_count = 0
 
         # Schedule.
-        predicted = max(t, plan.departure) + (length - s) / self._speed_plan
-        delay = predicted - plan.arrival
         if not st.arrived:
+            delay = plan.predict_arrival(t, s) - plan.arrival
             if not st.late and delay > th.late_grace_seconds:
                 st.late = True
                 events.append(EventKind.LATE)
@@ -352,9 +381,7 @@ class TripMonitor:
         kinds: list[EventKind] | tuple[()],
     ) -> Evaluation:
         plan = self.plan
-        length = plan.route.length_m
-        remaining = length - progress
-        predicted = max(fix.t, plan.departure) + remaining / self._speed_plan
+        predicted = plan.predict_arrival(fix.t, progress)
         delay = predicted - plan.arrival
         events = (
             tuple(Event(k, fix.t, fix.lon, fix.lat, distance, progress, delay) for k in kinds)
@@ -368,8 +395,8 @@ class TripMonitor:
             verdict=verdict,
             distance_m=distance,
             progress_m=progress,
-            progress_fraction=progress / length,
-            remaining_m=remaining,
+            progress_fraction=progress / self._length,
+            remaining_m=self._length - progress,
             speed_mps=speed,
             predicted_arrival=predicted,
             delay_s=delay,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
@@ -10,7 +11,7 @@ from typing import Any
 
 from sigueme.geo.errors import RouteError, ThresholdError
 from sigueme.geo.fixes import EARLIEST_FIX_TIME, LATEST_FIX_TIME
-from sigueme.geo.route import GEOD, PlannedStop, Route
+from sigueme.geo.route import PlannedStop, Route
 
 
 def _bounded(lo: float, hi: float, doc: str) -> Any:
@@ -40,6 +41,7 @@ class Thresholds:
     future_seconds: float = _bounded(0, 86_400, "device clocks may run this far ahead")
     stop_radius_m: float = _bounded(5, 2_000, "moving less than this counts as standing still")
     stop_seconds: float = _bounded(30, 86_400, "standing still this long away from planned stops")
+    move_fixes: int = _bounded(1, 50, "consecutive fixes out of the stop circle to be moving")
     late_grace_seconds: float = _bounded(0, 86_400, "late when predicted arrival exceeds plan by")
     backtrack_m: float = _bounded(20, 100_000, "going back along the route by more than this")
     backtrack_fixes: int = _bounded(1, 50, "for this many consecutive fixes")
@@ -56,7 +58,7 @@ class Thresholds:
             lo, hi = f.metadata["range"]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ThresholdError(f.name, "must be a number")
-            if not (math.isfinite(value) and lo <= value <= hi):
+            if not (lo <= value <= hi):  # also NaN; huge integers compare fine
                 raise ThresholdError(f.name, f"must be between {lo:g} and {hi:g}, got {value}")
             if f.type == "int":
                 if value != int(value):
@@ -88,12 +90,19 @@ _DEFAULTS: dict[str, float] = {
     "future_seconds": 300.0,
     "stop_radius_m": 50.0,
     "stop_seconds": 300.0,
+    "move_fixes": 3,
     "late_grace_seconds": 600.0,
     "backtrack_m": 300.0,
     "backtrack_fixes": 2,
     "arrival_fixes": 2,
     "low_battery_percent": 15.0,
 }
+
+
+def _within(value: object, lo: float, hi: float) -> bool:
+    """A real number (not a bool, not NaN) in ``[lo, hi]``."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and lo <= value <= hi
+
 
 MIN_CORRIDOR_M = 20.0
 MAX_CORRIDOR_M = 5_000.0
@@ -115,45 +124,69 @@ class TripPlan:
 
     def __post_init__(self) -> None:
         for name in ("departure", "arrival"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v)):
-                raise RouteError(name, "must be a time")
-            if not EARLIEST_FIX_TIME <= v <= LATEST_FIX_TIME:
-                raise RouteError(name, "must be between the years 2000 and 2100")
+            if not _within(getattr(self, name), EARLIEST_FIX_TIME, LATEST_FIX_TIME):
+                raise RouteError(name, "must be a time between the years 2000 and 2100")
         if self.arrival <= self.departure:
             raise RouteError("arrival", "the expected arrival must come after the departure")
         if self.arrival - self.departure > 7 * 86_400:
             raise RouteError("arrival", "a trip may last at most 7 days")
-        if not (
-            math.isfinite(self.corridor_m) and MIN_CORRIDOR_M <= self.corridor_m <= MAX_CORRIDOR_M
-        ):
+        if not _within(self.corridor_m, MIN_CORRIDOR_M, MAX_CORRIDOR_M):
             raise RouteError(
                 "corridor_m", f"must be between {MIN_CORRIDOR_M:g} and {MAX_CORRIDOR_M:g} m"
             )
-        if not (
-            math.isfinite(self.destination_radius_m) and 10 <= self.destination_radius_m <= 5_000
-        ):
+        if not _within(self.destination_radius_m, 10, 5_000):
             raise RouteError("destination_radius_m", "must be between 10 and 5,000 m")
         if len(self.stops) > MAX_STOPS:
             raise RouteError("stops", f"at most {MAX_STOPS} planned stops")
         for i, stop in enumerate(self.stops):
-            if not (-180 <= stop.lon <= 180 and -90 <= stop.lat <= 90):
+            if not (_within(stop.lon, -180, 180) and _within(stop.lat, -90, 90)):
                 raise RouteError(f"stops[{i}]", "lon/lat out of range")
-            if not (math.isfinite(stop.radius_m) and 10 <= stop.radius_m <= 5_000):
+            if not _within(stop.radius_m, 10, 5_000):
                 raise RouteError(f"stops[{i}].radius_m", "must be between 10 and 5,000 m")
-            _, _, d = GEOD.inv(stop.lon, stop.lat, *self.route.point_at(0.0))
-            if d > MAX_CORRIDOR_M * 100:
-                raise RouteError(f"stops[{i}]", "is hundreds of km from the route")
+            if not _within(stop.dwell_s, 0, 7 * 86_400):
+                raise RouteError(f"stops[{i}].dwell_s", "must be zero or more seconds")
+            if self.route.far_distance_m(stop.lon, stop.lat) > stop.radius_m + 20_000:
+                raise RouteError(f"stops[{i}]", "is more than 20 km from the route")
+        if sum(s.dwell_s for s in self.stops) > 0.9 * (self.arrival - self.departure):
+            raise RouteError("stops", "the planned stops take (almost) all of the trip's time")
 
-    @property
+    @cached_property
     def planned_speed_mps(self) -> float:
-        """The average speed the schedule implies."""
-        return self.route.length_m / (self.arrival - self.departure)
+        """The average speed the schedule implies while moving (planned stops left out)."""
+        dwell = sum(s.dwell_s for s in self.stops)
+        return self.route.length_m / (self.arrival - self.departure - dwell)
 
-    def expected_progress(self, t: float) -> float:
-        """Metres along the route the schedule expects at time ``t``."""
-        share = (t - self.departure) / (self.arrival - self.departure)
-        return self.route.length_m * min(max(share, 0.0), 1.0)
+    @cached_property
+    def _dwell_marks(self) -> tuple[list[float], list[float]]:
+        """Progress where each planned stop's zone begins, ascending, and the planned
+        dwell of the stops from there to the end."""
+        route = self.route
+        marks = sorted(
+            (route.nearest(*route.frame.forward(s.lon, s.lat))[1] - s.radius_m, s.dwell_s)
+            for s in self.stops
+            if s.dwell_s > 0
+        )
+        suffix = [0.0] * (len(marks) + 1)
+        for i in range(len(marks) - 1, -1, -1):
+            suffix[i] = suffix[i + 1] + marks[i][1]
+        return [m for m, _ in marks], suffix
+
+    def dwell_ahead(self, progress_m: float) -> float:
+        """Seconds of planned stops not reached yet at ``progress_m`` along the route."""
+        marks, suffix = self._dwell_marks
+        if not marks:
+            return 0.0
+        return suffix[bisect_right(marks, progress_m)]
+
+    def predict_arrival(self, t: float, progress_m: float) -> float:
+        """When a traveller at ``progress_m`` at time ``t`` arrives if they go on at the
+        planned speed and keep the planned stops still ahead (epoch seconds)."""
+        remaining = self.route.length_m - progress_m
+        return (
+            max(t, self.departure)
+            + remaining / self.planned_speed_mps
+            + self.dwell_ahead(progress_m)
+        )
 
     @cached_property
     def rest_zones(self) -> list[tuple[float, float, float]]:

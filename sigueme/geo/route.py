@@ -49,6 +49,8 @@ class PlannedStop:
     lat: float
     radius_m: float = 150.0
     label: str = ""
+    dwell_s: float = 0.0
+    """How long the traveller means to stay (a rally, a meal): the schedule allows for it."""
 
 
 def _check_position(i: int, pos: Any, field: str) -> tuple[float, float]:
@@ -58,7 +60,11 @@ def _check_position(i: int, pos: Any, field: str) -> tuple[float, float]:
     for name, v in (("longitude", lon), ("latitude", lat)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise RouteError(f"{field}[{i}]", f"{name} must be a number, got {type(v).__name__}")
-        if not math.isfinite(v):
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
             raise RouteError(f"{field}[{i}]", f"{name} must be finite, got {v}")
     if not -180.0 <= lon <= 180.0:
         raise RouteError(f"{field}[{i}]", f"longitude {lon} is outside [-180, 180]")
@@ -257,9 +263,18 @@ class Route:
     def segment_span(self, lo_m: float, hi_m: float) -> tuple[int, int]:
         """Indices ``[i0, i1)`` of the segments that overlap ``[lo_m, hi_m]`` of progress."""
         cum = self._cum
-        i0 = max(bisect_right(cum, lo_m) - 1, 0)
+        i0 = min(max(bisect_right(cum, lo_m) - 1, 0), len(cum) - 2)
         i1 = min(bisect_left(cum, hi_m), len(cum) - 1)
         return i0, max(i1, i0 + 1)
+
+    def far_distance_m(self, lon: float, lat: float) -> float:
+        """Geodesic distance from a point far from the route (beyond its frame's reach) to
+        the route, good to about a kilometre: the nearest of at most 512 vertices."""
+        step = max(1, len(self.lonlat) // 512)
+        pts = self.lonlat[::step]
+        n = len(pts)
+        _, _, d = GEOD.inv(np.full(n, lon), np.full(n, lat), pts[:, 0], pts[:, 1])
+        return float(np.min(d))
 
     def nearest(self, x: float, y: float) -> tuple[float, float]:
         """Distance (m) and progress (m) of the route point nearest to ``(x, y)``, anywhere."""
