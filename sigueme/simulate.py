@@ -59,7 +59,7 @@ class Noise:
 
 def _pose(route: Route, s: float, lateral: float) -> tuple[float, float]:
     i = min(max(bisect_right(route._cum, s) - 1, 0), len(route._segments) - 1)
-    ax, ay, dx, dy, _, c0, seg = route._segments[i]
+    ax, ay, dx, dy, _, _, _, c0, seg = route._segments[i]
     frac = (s - c0) / seg
     norm = math.hypot(dx, dy)
     x = ax + frac * dx - lateral * dy / norm

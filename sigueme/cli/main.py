@@ -481,3 +481,58 @@ def simulate_command(
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
     typer.echo(f"Wrote {len(fixes)} fixes ({scenario.value}, seed {seed}) to {output}", err=True)
+
+
+bench_app = typer.Typer(
+    help="Benchmarks: print fixes per second, with the machine they ran on.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(bench_app, name="bench", short_help="Benchmarks that print numbers.")
+
+
+@bench_app.command("geo", short_help="Fixes/s through the geo core, beside PostGIS per fix.")
+def bench_geo_command(
+    trips: Annotated[int, typer.Option(min=1, max=100_000, help="Routes (trips).")] = 1_000,
+    vertices: Annotated[int, typer.Option(min=2, max=20_000, help="Vertices per route.")] = 200,
+    length_km: Annotated[
+        float, typer.Option(min=0.1, max=500.0, help="About this long, each route.")
+    ] = 15.0,
+    fixes_per_trip: Annotated[int, typer.Option(min=1, max=10_000, help="Fixes per trip.")] = 60,
+    batch: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Fixes per batch (batched path).")
+    ] = 1_000,
+    postgres_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SIGUEME_BENCH_POSTGRES_DSN",
+            help="PostgreSQL+PostGIS for the one-query-per-fix comparison "
+            "(scripts/bench.sh starts a throw-away one).",
+        ),
+    ] = None,
+    postgis_fixes: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="Fixes sent to PostGIS (it is slow).")
+    ] = 5_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Fixes per second on one core: per-fix and batched paths, Shapely and PostGIS.
+
+    Builds TRIPS routes in Morelos of VERTICES vertices and about LENGTH_KM, simulates
+    each phone's noisy fixes, and feeds them in time order to every path.
+    """
+    from sigueme.bench.geo import render, run_geo_bench, to_json
+
+    typer.echo(f"building {trips} routes and {trips * fixes_per_trip} fixes ...", err=True)
+    try:
+        report = run_geo_bench(
+            trips=trips,
+            vertices=vertices,
+            length_km=length_km,
+            fixes_per_trip=fixes_per_trip,
+            batch=batch,
+            postgres_dsn=postgres_dsn,
+            postgis_fixes=postgis_fixes,
+        )
+    except (OSError, ConnectionError) as exc:
+        fail(f"cannot reach PostgreSQL at --postgres-dsn: {exc}")
+    typer.echo(to_json(report) if as_json else render(report))

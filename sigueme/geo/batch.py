@@ -127,7 +127,8 @@ class MonitorBank:
 
         self._ax, self._ay = cat("seg_ax"), cat("seg_ay")
         self._dx, self._dy = cat("seg_dx"), cat("seg_dy")
-        self._inv_len2, self._seg = cat("seg_inv_len2"), cat("seg_m")
+        self._ux, self._uy, self._k0 = cat("seg_ux"), cat("seg_uy"), cat("seg_k0")
+        self._seg = cat("seg_m")
         self._cum0 = np.concatenate([p.route.cum_m for p in plans])
         self._origin = np.array([p.route.frame.origin_ecef for p in plans])
         self._rot = np.array([p.route.frame.rotation for p in plans])
@@ -137,7 +138,7 @@ class MonitorBank:
         self._dep = np.array([p.departure for p in plans])
         self._arr = np.array([p.arrival for p in plans])
         self._vplan = np.array([p.planned_speed_mps for p in plans])
-        self._dwells = np.array([any(s.dwell_s > 0 for s in p.stops) for p in plans], dtype=bool)
+        self._has_stops = np.array([bool(p.stops) for p in plans], dtype=bool)
         self._dest = np.array([(p.route.x[-1], p.route.y[-1]) for p in plans])
         self._th = {
             name: np.array([getattr(p.thresholds, name) for p in plans], dtype=np.float64)
@@ -265,7 +266,7 @@ class MonitorBank:
         # The match.
         anchor_s, anchor_t = state["anchor_s"][r], state["anchor_t"][r]
         elapsed = np.abs(t - anchor_t)
-        slack = REACH_SLACK_M + acc
+        slack = REACH_SLACK_M + 2.0 * acc
         lo = np.where(has, anchor_s - slack - REACH_BACK_MPS * elapsed, 0.0)
         hi = np.where(has, anchor_s + slack + REACH_FORWARD_MPS * elapsed, length)
         lo, hi = np.maximum(lo, 0.0), np.minimum(hi, length)
@@ -281,7 +282,8 @@ class MonitorBank:
         i1 = np.maximum(i1, i0 + 1)
         d, m_s, _ = match_many(
             x, y, lo, hi, anchor_s, MATCH_TOLERANCE_M + acc, i0 + vb, i1 + vb,
-            self._ax, self._ay, self._dx, self._dy, self._inv_len2, self._cum0, self._seg,
+            self._ax, self._ay, self._dx, self._dy, self._ux, self._uy, self._k0,
+            self._cum0, self._seg,
         )  # fmt: skip
         for j in np.flatnonzero(~placed):
             d[j] = self._plans[r[j]].route.far_distance_m(*out.lonlat(int(k[j])))
@@ -468,7 +470,7 @@ class MonitorBank:
         """:meth:`TripPlan.predict_arrival`, row by row."""
         moving = (self._length[r] - progress) / self._vplan[r]
         predicted: FloatArray = np.maximum(t, self._dep[r]) + moving
-        for j in np.flatnonzero(self._dwells[r]):
+        for j in np.flatnonzero(self._has_stops[r]):
             predicted[j] += self._plans[r[j]].dwell_ahead(float(progress[j]))
         return predicted
 

@@ -47,6 +47,25 @@ class Match(NamedTuple):
     segment: int
 
 
+def _nearest_in_window(
+    segment: tuple[float, ...], px: float, py: float, lo: float, hi: float
+) -> tuple[float, float, bool]:
+    """Squared distance, position along (0..1) and whether it lies strictly inside, of
+    the point of ``segment`` nearest to (px, py) with progress within ``[lo, hi]``."""
+    ax, ay, dx, dy, ux, uy, k0, c0, seg = segment
+    t = px * ux + py * uy - k0
+    tlo = (lo - c0) / seg if lo > c0 else 0.0
+    thi = (hi - c0) / seg if hi < c0 + seg else 1.0
+    inner = tlo < t < thi
+    if t < tlo:
+        t = tlo
+    if t > thi:
+        t = thi
+    ex = px - ax - t * dx
+    ey = py - ay - t * dy
+    return ex * ex + ey * ey, t, inner
+
+
 def match_point(
     route: Route, px: float, py: float, lo: float, hi: float, anchor: float, tolerance: float
 ) -> Match:
@@ -73,70 +92,70 @@ def match_point(
             np.array([i1]),
         )
         return Match(float(d_arr[0]), float(s_arr[0]), int(seg_arr[0]))
-    # Nearest point of each segment. Only the first and last segments of the window
-    # can reach past [lo, hi]: the others clamp to the segment itself, and the two ends
-    # are redone below with the window's bounds (the arithmetic is that of match_many,
-    # operation for operation, so both paths agree to the last bit).
-    d2s: list[float] = []
-    ss: list[float] = []
-    inner: list[bool] = []
-    for ax, ay, dx, dy, inv_len2, c0, seg in route._segments[i0:i1]:
-        t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
-        inner.append(0.0 < t < 1.0)
-        if t < 0.0:
-            t = 0.0
-        elif t > 1.0:
-            t = 1.0
-        ex = px - ax - t * dx
-        ey = py - ay - t * dy
-        d2s.append(ex * ex + ey * ey)
-        ss.append(c0 + t * seg)
-    for k in (0, i1 - i0 - 1):
-        ax, ay, dx, dy, inv_len2, c0, seg = route._segments[i0 + k]
-        t = ((px - ax) * dx + (py - ay) * dy) * inv_len2
-        tlo = (lo - c0) / seg if lo > c0 else 0.0
-        thi = (hi - c0) / seg if hi < c0 + seg else 1.0
-        inner[k] = tlo < t < thi
-        if t < tlo:
-            t = tlo
-        if t > thi:
-            t = thi
-        ex = px - ax - t * dx
-        ey = py - ay - t * dy
-        d2s[k] = ex * ex + ey * ey
-        ss[k] = c0 + t * seg
-    best = min(d2s)
+    # One pass over the window's segments, keeping only the candidates: the nearest
+    # point of a segment when it lies inside the segment, or a vertex that is a local
+    # minimum of the distance (the first of a plateau). A segment's verdict waits for
+    # the next segment's distance. Only the window's first and last segments can reach
+    # past [lo, hi]; the arithmetic is that of match_many, operation for operation, so
+    # both paths agree to the last bit.
+    segs = route._segments
+    last = i1 - 1
+    cands: list[tuple[float, float, int]] = []  # (d2, t, segment)
+    p_d2, p_t, p_inner = _nearest_in_window(segs[i0], px, py, lo, hi)
+    best = p_d2
+    p_below = True
+    for i in range(i0 + 1, last + 1):
+        if i < last:
+            ax, ay, dx, dy, ux, uy, k0, _, _ = segs[i]
+            t = px * ux + py * uy - k0
+            if t <= 0.0:
+                t, inner = 0.0, False
+            elif t >= 1.0:
+                t, inner = 1.0, False
+            else:
+                inner = True
+            ex = px - ax - t * dx
+            ey = py - ay - t * dy
+            d2 = ex * ex + ey * ey
+        else:
+            d2, t, inner = _nearest_in_window(segs[i], px, py, lo, hi)
+        if d2 < best:
+            best = d2
+        if p_inner or (p_below and p_d2 <= d2):
+            cands.append((p_d2, p_t, i - 1))
+        p_below = d2 < p_d2
+        p_d2, p_t, p_inner = d2, t, inner
+    if p_inner or p_below:
+        cands.append((p_d2, p_t, last))
     limit = max(best, (math.sqrt(best) + tolerance) ** 2)
     merge = 2.0 * tolerance
-    # Candidates: the nearest point of a segment when it lies inside the segment, or a
-    # vertex that is a local minimum of the distance (the first of a plateau), within
-    # the limit. Candidates closer than ``merge`` along the route are one place seen
-    # from both sides of a bend: the nearest of them stands for it.
-    n = len(d2s)
-    choice = rep = -1
+    # Candidates closer than ``merge`` along the route are one place seen from both
+    # sides of a bend: the nearest of them stands for it. Of the places, the one just
+    # ahead of the anchor wins; behind it costs BACK_WEIGHT x the way back.
+    choice_d2 = choice_s = 0.0
+    choice_i = -1
     choice_cost = math.inf
-    last_s = 0.0
-    for k in range(n + 1):
-        if k < n:
-            d2 = d2s[k]
-            if d2 > limit or not (
-                inner[k] or ((k == 0 or d2 < d2s[k - 1]) and (k == n - 1 or d2 <= d2s[k + 1]))
-            ):
-                continue
-            s = ss[k]
-            if rep >= 0 and s - last_s <= merge:
-                if d2 < d2s[rep]:
-                    rep = k
-                last_s = s
-                continue
+    rep_d2 = rep_s = last_s = 0.0
+    rep_i = -1
+    for d2, t, i in cands:
+        if d2 > limit:
+            continue
+        c0, seg = segs[i][7], segs[i][8]
+        s = c0 + t * seg
+        if rep_i >= 0 and s - last_s <= merge:
+            if d2 < rep_d2:
+                rep_d2, rep_s, rep_i = d2, s, i
             last_s = s
-        if rep >= 0:
-            s = ss[rep]
-            cost = s - anchor if s >= anchor else BACK_WEIGHT * (anchor - s)
+            continue
+        if rep_i >= 0:
+            cost = rep_s - anchor if rep_s >= anchor else BACK_WEIGHT * (anchor - rep_s)
             if cost < choice_cost:
-                choice, choice_cost = rep, cost
-        rep = k
-    return Match(math.sqrt(d2s[choice]), ss[choice], i0 + choice)
+                choice_d2, choice_s, choice_i, choice_cost = rep_d2, rep_s, rep_i, cost
+        rep_d2, rep_s, rep_i, last_s = d2, s, i, s
+    cost = rep_s - anchor if rep_s >= anchor else BACK_WEIGHT * (anchor - rep_s)
+    if cost < choice_cost:
+        choice_d2, choice_s, choice_i = rep_d2, rep_s, rep_i
+    return Match(math.sqrt(choice_d2), choice_s, choice_i)
 
 
 def _match_rows(
@@ -164,7 +183,9 @@ def _match_rows(
         route.seg_ay,
         route.seg_dx,
         route.seg_dy,
-        route.seg_inv_len2,
+        route.seg_ux,
+        route.seg_uy,
+        route.seg_k0,
         route.cum_m[:-1],
         route.seg_m,
     )
@@ -183,7 +204,9 @@ def match_many(
     ay: FloatArray,
     dx: FloatArray,
     dy: FloatArray,
-    inv_len2: FloatArray,
+    ux: FloatArray,
+    uy: FloatArray,
+    k0: FloatArray,
     cum0: FloatArray,
     seg: FloatArray,
 ) -> tuple[FloatArray, FloatArray, IntArray]:
@@ -204,7 +227,7 @@ def match_many(
     pxr, pyr = px[row], py[row]
     sax, say, sdx, sdy = ax[idx], ay[idx], dx[idx], dy[idx]
     c0, sl = cum0[idx], seg[idx]
-    t = ((pxr - sax) * sdx + (pyr - say) * sdy) * inv_len2[idx]
+    t = pxr * ux[idx] + pyr * uy[idx] - k0[idx]
     tlo = np.where(lo[row] > c0, (lo[row] - c0) / sl, 0.0)
     thi = np.where(hi[row] < c0 + sl, (hi[row] - c0) / sl, 1.0)
     inner = (t > tlo) & (t < thi)

@@ -38,9 +38,10 @@ from sigueme.geo.plan import TripPlan
 
 MATCH_TOLERANCE_M = 30.0
 """Legs within this (plus the fix's accuracy) of the nearest are all candidates."""
-REACH_SLACK_M = 100.0
-"""The matching window reaches this far (plus the fix's accuracy) beyond what the
-traveller could have covered since the last match within the corridor ..."""
+REACH_SLACK_M = 20.0
+"""The matching window reaches this far (plus twice the fix's accuracy: the anchor and
+the fix both carry noise) beyond what the traveller could have covered since the last
+match within the corridor ..."""
 REACH_FORWARD_MPS = 45.0
 """... going forward at this speed (162 km/h) ..."""
 REACH_BACK_MPS = 20.0
@@ -241,7 +242,7 @@ class TripMonitor:
         anchor = st.anchor_s
         if st.fixes:
             elapsed = abs(t - st.anchor_t)
-            slack = REACH_SLACK_M + acc
+            slack = REACH_SLACK_M + 2.0 * acc
             lo = anchor - slack - REACH_BACK_MPS * elapsed
             hi = anchor + slack + REACH_FORWARD_MPS * elapsed
         else:
@@ -351,8 +352,9 @@ class TripMonitor:
                 st.arrive_count = 0
 
         # Schedule.
+        predicted = plan.predict_arrival(t, s)
         if not st.arrived:
-            delay = plan.predict_arrival(t, s) - plan.arrival
+            delay = predicted - plan.arrival
             if not st.late and delay > th.late_grace_seconds:
                 st.late = True
                 events.append(EventKind.LATE)
@@ -369,7 +371,7 @@ class TripMonitor:
             elif st.low_battery and fix.battery > th.low_battery_percent + 5:
                 st.low_battery = False
 
-        return self._evaluation(fix, verdict, d, s, speed, events)
+        return self._evaluation(fix, verdict, d, s, speed, events, predicted)
 
     def _evaluation(
         self,
@@ -379,27 +381,30 @@ class TripMonitor:
         progress: float,
         speed: float | None,
         kinds: list[EventKind] | tuple[()],
+        predicted: float | None = None,
     ) -> Evaluation:
         plan = self.plan
-        predicted = plan.predict_arrival(fix.t, progress)
+        if predicted is None:
+            predicted = plan.predict_arrival(fix.t, progress)
         delay = predicted - plan.arrival
         events = (
             tuple(Event(k, fix.t, fix.lon, fix.lat, distance, progress, delay) for k in kinds)
             if kinds
             else ()
         )
+        length = self._length
         return Evaluation(
-            t=fix.t,
-            lon=fix.lon,
-            lat=fix.lat,
-            verdict=verdict,
-            distance_m=distance,
-            progress_m=progress,
-            progress_fraction=progress / self._length,
-            remaining_m=self._length - progress,
-            speed_mps=speed,
-            predicted_arrival=predicted,
-            delay_s=delay,
-            status=self.state.status,
-            events=events,
+            fix.t,
+            fix.lon,
+            fix.lat,
+            verdict,
+            distance,
+            progress,
+            progress / length,
+            length - progress,
+            speed,
+            predicted,
+            delay,
+            self.state.status,
+            events,
         )

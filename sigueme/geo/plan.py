@@ -182,11 +182,10 @@ class TripPlan:
         """When a traveller at ``progress_m`` at time ``t`` arrives if they go on at the
         planned speed and keep the planned stops still ahead (epoch seconds)."""
         remaining = self.route.length_m - progress_m
-        return (
-            max(t, self.departure)
-            + remaining / self.planned_speed_mps
-            + self.dwell_ahead(progress_m)
-        )
+        predicted = max(t, self.departure) + remaining / self.planned_speed_mps
+        if self.stops:
+            predicted += self.dwell_ahead(progress_m)
+        return predicted
 
     @cached_property
     def rest_zones(self) -> list[tuple[float, float, float]]:

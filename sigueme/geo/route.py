@@ -144,21 +144,27 @@ class Route:
         self.y.flags.writeable = False
         self.lonlat.flags.writeable = False
         self.cum_m.flags.writeable = False
-        # Segment tables for the matcher, as arrays (batched path) and lists (per fix).
+        # Segment tables for the matcher, as arrays (batched path) and tuples (per fix).
+        # The nearest point of segment i to p is at t = p . u_i - k_i along it, with
+        # u = d / |d|^2 and k = a . u (zero for a degenerate segment).
         ax, ay = self.x[:-1], self.y[:-1]
         dx, dy = np.diff(self.x), np.diff(self.y)
         len2 = dx * dx + dy * dy
         inv_len2 = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
+        ux, uy = dx * inv_len2, dy * inv_len2
+        k0 = ax * ux + ay * uy
         self.seg_ax, self.seg_ay, self.seg_dx, self.seg_dy = ax, ay, dx, dy
-        self.seg_inv_len2 = inv_len2
+        self.seg_ux, self.seg_uy, self.seg_k0 = ux, uy, k0
         self._cum: list[float] = cum.tolist()
-        self._segments: list[tuple[float, float, float, float, float, float, float]] = list(
+        self._segments: list[tuple[float, ...]] = list(
             zip(
                 ax.tolist(),
                 ay.tolist(),
                 dx.tolist(),
                 dy.tolist(),
-                inv_len2.tolist(),
+                ux.tolist(),
+                uy.tolist(),
+                k0.tolist(),
                 cum[:-1].tolist(),
                 seg_m.tolist(),
                 strict=True,

@@ -359,7 +359,7 @@ ROUTES = [
 BASE = np.cumsum([0] + [len(r.seg_m) for r in ROUTES[:-1]])
 TABLES = [
     np.concatenate([getattr(r, name) for r in ROUTES])
-    for name in ("seg_ax", "seg_ay", "seg_dx", "seg_dy", "seg_inv_len2")
+    for name in ("seg_ax", "seg_ay", "seg_dx", "seg_dy", "seg_ux", "seg_uy", "seg_k0")
 ]
 CUM0 = np.concatenate([r.cum_m[:-1] for r in ROUTES])
 SEG = np.concatenate([r.seg_m for r in ROUTES])
