@@ -36,7 +36,7 @@ class Thresholds:
     max_accuracy_m: float = _bounded(10, 10_000, "fixes vaguer than this are flagged inaccurate")
     max_speed_mps: float = _bounded(10, 400, "faster implied movement is a GPS jump")
     jump_reset_fixes: int = _bounded(
-        1, 100, "after this many jumps in a row, the next far fix is trusted"
+        1, 100, "after this many agreeing jumps in a row, the next is trusted"
     )
     future_seconds: float = _bounded(0, 86_400, "device clocks may run this far ahead")
     stop_radius_m: float = _bounded(5, 2_000, "moving less than this counts as standing still")
