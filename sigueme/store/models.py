@@ -1,0 +1,288 @@
+"""The tables. One model for both backends (PostGIS and SQLite).
+
+Times are UTC, timezone-aware in Python (:class:`UTCDateTime`). Geometries are
+EPSG:4326 (:class:`~sigueme.store.geometry.GeometryColumn`); fixes keep plain
+``lon``/``lat`` columns (fast to COPY) and, on PostGIS, a generated point column with
+a GiST index (added by the migration).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import shapely
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from sigueme.store.geometry import GeometryColumn
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: Sígueme stores UTC-aware times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Role(enum.StrEnum):
+    TRAVELLER = "traveller"
+    MONITOR = "monitor"
+    DISPATCHER = "dispatcher"
+    ADMIN = "admin"
+
+
+class TripStatus(enum.StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    contact: Mapped[str | None] = mapped_column(String(200))
+    """Phone or other contact, shown to dispatchers with an alert."""
+    profile: Mapped[str | None] = mapped_column(String(50))
+    """Who they are for the police: candidate, campaign, citizen, official, ..."""
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """An API token; only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Trip(Base):
+    __tablename__ = "trips"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=TripStatus.ACTIVE.value)
+    route: Mapped[shapely.LineString] = mapped_column(GeometryColumn("LINESTRING"))
+    corridor: Mapped[shapely.Polygon] = mapped_column(GeometryColumn("POLYGON"))
+    route_length_m: Mapped[float] = mapped_column(Float)
+    corridor_m: Mapped[float] = mapped_column(Float)
+    destination_radius_m: Mapped[float] = mapped_column(Float)
+    departure: Mapped[datetime]
+    arrival: Mapped[datetime]
+    stops: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """Overrides only; the rest are the defaults of the code that evaluates."""
+    monitor_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    route_status: Mapped[str] = mapped_column(String(20), default="pending")
+    """The monitor's status: pending, on_route, drifting, off_route, ..."""
+    last_fix_at: Mapped[datetime | None]
+    last_lon: Mapped[float | None] = mapped_column(Float)
+    last_lat: Mapped[float | None] = mapped_column(Float)
+    last_accuracy: Mapped[float | None] = mapped_column(Float)
+    last_battery: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    progress_m: Mapped[float | None] = mapped_column(Float)
+    predicted_arrival: Mapped[datetime | None]
+    # Bounding box of the corridor, for area filters that work on both backends.
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_trips_status_bbox", "status", "min_lon", "max_lon", "min_lat", "max_lat"),
+    )
+
+
+class Fix(Base):
+    __tablename__ = "fixes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    trip_id: Mapped[str] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    """The phone's sequence number: a resend carries the same one."""
+    t: Mapped[datetime]
+    """Device time."""
+    received_at: Mapped[datetime]
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    speed: Mapped[float | None] = mapped_column(Float)
+    heading: Mapped[float | None] = mapped_column(Float)
+    battery: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(20))
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    progress_m: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Kept by an alert: retention never purges it."""
+
+    __table_args__ = (
+        Index("ix_fixes_trip_t", "trip_id", "t"),
+        Index("ix_fixes_received_at", "received_at"),
+        Index(
+            "uq_fixes_trip_seq",
+            "trip_id",
+            "seq",
+            unique=True,
+            postgresql_where=text("seq IS NOT NULL"),
+            sqlite_where=text("seq IS NOT NULL"),
+        ),
+    )
+
+
+class Share(Base):
+    """Who may watch a trip: a user, or whoever holds a link (only its hash is kept)."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trip_id: Mapped[str] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"), index=True)
+    grantee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    trip_id: Mapped[str] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    severity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # At most one open alert per trip and kind, enforced by the database.
+        Index(
+            "uq_alerts_open_trip_kind",
+            "trip_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
+            sqlite_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
+        ),
+    )
+
+
+class AlertHistory(Base):
+    __tablename__ = "alert_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RiskZone(Base):
+    __tablename__ = "risk_zones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    area: Mapped[shapely.Polygon] = mapped_column(GeometryColumn("POLYGON"))
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditLog(Base):
+    """Every read of a trip's locations: who, which trip, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    share_id: Mapped[int | None] = mapped_column(ForeignKey("shares.id", ondelete="SET NULL"))
+    trip_id: Mapped[str] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(40))
