@@ -8,6 +8,7 @@ run (:func:`check_schema`).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,11 @@ async def check_schema(engine: AsyncEngine) -> None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Run the migrations up to ``revision`` (blocking: call from a thread or the CLI)."""
-    command.upgrade(alembic_config(url), revision)
+    """Run the migrations up to ``revision``. Blocking; it runs Alembic in a thread of
+    its own (the migration environment has its own event loop), so it may be called
+    from anywhere, even from inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate") as pool:
+        pool.submit(command.upgrade, alembic_config(url), revision).result()
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

@@ -26,8 +26,13 @@ SRID = 4326
 class _to_geometry(FunctionElement[Any]):  # noqa: N801 - SQL function style
     inherit_cache = True
 
+    def __init__(self, *clauses: Any, type_: Any = None) -> None:
+        super().__init__(*clauses)
+        if type_ is not None:
+            self.type = type_
 
-class _from_geometry(FunctionElement[Any]):  # noqa: N801
+
+class _from_geometry(_to_geometry):  # noqa: N801
     inherit_cache = True
 
 
@@ -78,7 +83,8 @@ class GeometryColumn(TypeDecorator[shapely.Geometry]):
         return _to_geometry(bindvalue)
 
     def column_expression(self, column: Any) -> ColumnElement[Any]:
-        return _from_geometry(column)
+        # Typed as this column, so results go through process_result_value.
+        return _from_geometry(column, type_=self)
 
     def process_bind_param(self, value: shapely.Geometry | None, dialect: Dialect) -> Any:
         if value is None:
