@@ -21,7 +21,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 import pytest
-from pyproj import Geod
+from geodesic_oracle import GEOD, geodesic_nearest, segment_minima, tolerance
 from shapely.geometry import LineString, Point
 
 from sigueme.geo import Route
@@ -30,8 +30,6 @@ from sigueme.geo.route import MAX_LENGTH_M
 
 pytestmark = pytest.mark.postgis
 
-GEOD = Geod(ellps="WGS84")
-INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 Array = npt.NDArray[np.float64]
 
 DISTANCE_SQL = """
@@ -48,57 +46,12 @@ ORDER BY i
 """
 
 
-def tolerance(metres: float) -> float:
-    """What sigueme promises: max(0.5 m, 0.1 %)."""
-    return max(0.5, 1e-3 * abs(metres))
-
-
-def segment_minima(
-    vertices: Sequence[Sequence[float]], lon: float, lat: float
-) -> tuple[Array, Array]:
-    """For each geodesic segment of the route: least distance to (lon, lat) and the
-    progress (from the route's start) where it is reached.
-
-    The oracle of test_geodesic_oracle.py (whose own tests check it to centimetres),
-    repeated so that this file stands alone: sample each geodesic, then golden-section
-    search around the best sample with ``Geod.fwd``/``Geod.inv`` only.
-    """
-    v = np.asarray(vertices, dtype=float)
-    lon1, lat1, lon2, lat2 = v[:-1, 0], v[:-1, 1], v[1:, 0], v[1:, 1]
-    az, _, seg_len = GEOD.inv(lon1, lat1, lon2, lat2)
-    az, seg = np.asarray(az), np.asarray(seg_len)
-    n = seg.size
-
-    def dist(along: Array) -> Array:
-        k = along.shape[1]
-        plon, plat, _ = GEOD.fwd(
-            np.repeat(lon1, k), np.repeat(lat1, k), np.repeat(az, k), along.ravel()
-        )
-        _, _, d = GEOD.inv(np.full(n * k, lon), np.full(n * k, lat), plon, plat)
-        return np.asarray(d).reshape(n, k)
-
-    frac = np.linspace(0.0, 1.0, 33)
-    j = dist(seg[:, None] * frac[None, :]).argmin(axis=1)
-    a = seg * frac[np.maximum(j - 1, 0)]
-    b = seg * frac[np.minimum(j + 1, 32)]
-    for _ in range(64):
-        c = b - INV_PHI * (b - a)
-        e = a + INV_PHI * (b - a)
-        f = dist(np.column_stack((c, e)))
-        left = f[:, 0] <= f[:, 1]
-        a, b = np.where(left, a, c), np.where(left, e, b)
-    along = (a + b) / 2.0
-    cum = np.concatenate(([0.0], np.cumsum(seg)[:-1]))
-    return dist(along[:, None])[:, 0], cum + along
-
-
 def geodesic_truth(
     vertices: Sequence[Sequence[float]], lon: float, lat: float
 ) -> tuple[float, float]:
     """(distance, progress) of the route point nearest to (lon, lat), on the ellipsoid."""
-    d, progress = segment_minima(vertices, lon, lat)
-    i = int(np.argmin(d))
-    return float(d[i]), float(progress[i])
+    nearest = geodesic_nearest(vertices, lon, lat)
+    return nearest.distance_m, nearest.progress_m
 
 
 def sigueme_match(route: Route, lon: float, lat: float) -> tuple[float, float]:
@@ -190,7 +143,8 @@ async def test_postgis_quirk_where_two_legs_are_nearly_equally_far(
     vertices = [west, corner, north]
     route = Route(vertices)
     lon, lat, _ = GEOD.fwd(*corner, -45.1, 1_320.0)
-    per_leg, foot = segment_minima(vertices, lon, lat)
+    per_leg, along, seg = segment_minima(np.asarray(vertices, dtype=float), lon, lat)
+    foot = np.concatenate(([0.0], np.cumsum(seg)[:-1])) + along
     truth = float(per_leg.min())
 
     [theirs] = await postgis_distances(pg, [route], [lon], [lat])
