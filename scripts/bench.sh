@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Benchmarks: scripts/bench.sh [geo] [sigueme bench geo options...]
+# Benchmarks: scripts/bench.sh [geo|store] [options of that sigueme bench command...]
+#
+#   scripts/bench.sh geo      fixes/s through the geo core, beside PostGIS per fix
+#   scripts/bench.sh store    fixes/s written into PostGIS and SQLite
 #
 # Sets up the .venv (scripts/setup.sh), starts throw-away PostgreSQL/PostGIS and
 # Redis like the test command does (unless SIGUEME_TEST_POSTGRES_DSN is set), runs
-# `sigueme bench geo --postgres-dsn ...` and stops the servers.
+# `sigueme bench WHAT --postgres-dsn ...` and stops the servers. `store` creates its
+# own database on that server and drops it afterwards.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh >&2
 what="${1:-geo}"
 [[ $# -gt 0 ]] && shift
+case "$what" in
+geo | store) ;;
+*)
+    echo "usage: scripts/bench.sh [geo|store] [options...]" >&2
+    exit 2
+    ;;
+esac
 if [[ -z "${SIGUEME_TEST_POSTGRES_DSN:-}" ]]; then
     # shellcheck source=scripts/services.sh
     source scripts/services.sh

@@ -2,15 +2,17 @@
 # The run command: scripts/run.sh [sigueme arguments...]
 #
 # Sets up the .venv (Python packages only: the embedded default needs no servers)
-# and runs `sigueme` with the arguments given. Without arguments it replays the
-# sample trip shipped with the package (a detour in Cuernavaca), so a newcomer sees
-# the monitor at work.
+# and runs `sigueme` with the arguments given. Without arguments it serves on the
+# embedded default: SQLite in ./sigueme.db (migrated on start), in-process queues,
+# http://127.0.0.1:8000. Examples:
+#   scripts/run.sh                                   # the service
+#   scripts/run.sh users add ana --role admin        # the first account and its token
+#   scripts/run.sh replay ROUTE TRACE                # any other sigueme command
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh --python-only >&2
 if [[ $# -eq 0 ]]; then
-    samples=sigueme/replay/samples
-    set -- replay "$samples/cuernavaca_route.geojson" "$samples/cuernavaca_detour.csv"
+    set -- serve
 fi
 exec .venv/bin/sigueme "$@"

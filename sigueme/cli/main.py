@@ -536,3 +536,12 @@ def bench_geo_command(
     except (OSError, ConnectionError) as exc:
         fail(f"cannot reach PostgreSQL at --postgres-dsn: {exc}")
     typer.echo(to_json(report) if as_json else render(report))
+
+
+from sigueme.cli import service  # noqa: E402  (registers on the app defined above)
+
+service.register(app)
+
+from sigueme.cli import maintenance  # noqa: E402
+
+maintenance.register(app, bench_app)

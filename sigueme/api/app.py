@@ -1,0 +1,96 @@
+"""The FastAPI application: :func:`create_app` wires settings, storage, routers and
+error handling; nothing is built at import time.
+
+Start-up (the lifespan) opens the database engine, refuses a database whose schema is
+not the code's (:class:`~sigueme.errors.SchemaOutOfDate`, saying to run ``sigueme
+migrate``), puts the session factory in ``app.state``, then enters each of
+``app.state.lifespan_hooks`` in order. Everything is entered on one
+:class:`AsyncExitStack`, so a start that fails half-way still closes what it opened,
+and shutdown closes in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from sigueme import __version__
+from sigueme.api import health, shares, trips, users
+from sigueme.api.errors import install_error_handlers
+from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
+from sigueme.settings import Settings
+from sigueme.store.db import check_schema, make_engine, sessionmaker
+from sigueme.store.retention import purge_forever
+
+LifespanHook = Callable[[FastAPI], AbstractAsyncContextManager[object]]
+"""Something that runs for the app's lifetime (a background task, a client pool):
+entered after the database is ready, exited at shutdown in reverse order."""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        engine = make_engine(settings.database_url.get_secret_value())
+        stack.push_async_callback(engine.dispose)
+        await check_schema(engine)
+        app.state.engine = engine
+        app.state.sessions = sessionmaker(engine)
+        hooks: list[LifespanHook] = app.state.lifespan_hooks
+        for hook in hooks:
+            await stack.enter_async_context(hook(app))
+        yield
+
+
+@asynccontextmanager
+async def retention_task(app: FastAPI) -> AsyncIterator[None]:
+    """Purge location history past its retention period, in the background, for the
+    app's lifetime (ARCHITECTURE.md, promise 6)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        purge_forever(app.state.engine, app.state.settings, stop), name="retention-purge"
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def create_app(
+    settings: Settings | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
+    """The Sígueme API. ``settings`` default to the ``SIGUEME_*`` environment.
+
+    Nothing is opened here: the database is opened (and its schema checked) when the
+    app starts. Add background work to ``app.state.lifespan_hooks`` before it starts."""
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(
+        title="Sígueme",
+        version=__version__,
+        description="Real-time route monitoring for people at risk, with alerts to "
+        "Policía Morelos. Every /v1 call needs `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = HttpMetrics()
+    app.state.lifespan_hooks = []
+
+    # -- lifespan hooks ----------------------------------------------------------------
+    app.state.lifespan_hooks.append(retention_task)
+
+    install_error_handlers(app)
+    # Added last runs first: metrics see every answer, including the 413s.
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    app.include_router(health.router)
+    app.include_router(users.router)
+    # -- trip and share routers ----------------------------------------------------------
+    app.include_router(trips.router)
+    app.include_router(shares.router)
+    return app
