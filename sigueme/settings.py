@@ -23,7 +23,10 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (PostGIS).",
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="redis://HOST:PORT/DB; unset: in-process bus and queue."
+        default=None,
+        description="redis://HOST:PORT/DB for the live bus and the police queue; unset: "
+        "in-process. The service starts and stays up while Redis is down (it reports "
+        "it in /readyz): nothing waits on Redis to be stored.",
     )
     retention_days: float = Field(
         default=30.0, gt=0, le=3650, description="Location history older than this is purged."
@@ -34,8 +37,6 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="http://127.0.0.1:8000", description="Where people reach this service."
     )
-    max_route_vertices: int = Field(default=20_000, ge=2, le=20_000)
-    fix_batch_max: int = Field(default=1_000, ge=1, le=10_000, description="Fixes per write.")
 
     @property
     def database_dialect(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from sigueme import __version__
 from sigueme.api import health, shares, trips, users
@@ -40,6 +41,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_schema(engine)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine)
+        app.state.redis = None
+        if settings.redis_url is not None:
+            # Connects lazily: a Redis that is down at start does not stop the service.
+            client = Redis.from_url(settings.redis_url.get_secret_value())
+            stack.push_async_callback(client.aclose)
+            app.state.redis = client
         hooks: list[LifespanHook] = app.state.lifespan_hooks
         for hook in hooks:
             await stack.enter_async_context(hook(app))

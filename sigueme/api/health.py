@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,11 +56,13 @@ def _reason(exc: BaseException) -> str:
 @router.get(
     "/readyz",
     response_model=Health,
-    summary="Ready to serve: the database answers",
+    summary="Ready to serve: the database answers (and Redis, if configured)",
     responses={503: {"model": Health, "description": "Not ready, with the reason."}},
 )
 async def readyz(request: Request) -> Response:
-    """200 when the database answers ``SELECT 1``; 503 with the reason otherwise."""
+    """200 when the database answers ``SELECT 1``; 503 with the reason otherwise. With
+    Redis configured but not answering ``PING``, still 200 (fixes and alerts are stored
+    and reach the queue later) but ``degraded``, with the reason."""
     engine: AsyncEngine = request.app.state.engine
     try:
         async with asyncio.timeout(READY_TIMEOUT_S), engine.connect() as conn:
@@ -67,6 +70,14 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # any failure means "not ready", reported, never raised
         body = Health(status="unavailable", reason=f"database: {_reason(exc)}")
         return JSONResponse(body.model_dump(), status_code=503)
+    redis: Redis | None = request.app.state.redis
+    if redis is not None:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await redis.ping()
+        except Exception as exc:  # reported, never raised
+            body = Health(status="degraded", reason=f"redis: {_reason(exc)}")
+            return JSONResponse(body.model_dump())
     return JSONResponse(Health(status="ok").model_dump(exclude_none=True))
 
 

@@ -293,7 +293,7 @@ def render(report: dict[str, Any]) -> str:
     m, wl = report["machine"], report["workload"]
     lines = [f"machine:  {m['cpu']}, {m['cores']} cores; Python {m['python']}"]
     if "sqlite" in m:
-        lines.append(f"          SQLite {m['sqlite']} (WAL, synchronous=NORMAL)")
+        lines.append(f"          SQLite {m['sqlite']} (WAL, synchronous=FULL)")
     if "postgresql" in m:
         lines.append(
             f"          PostgreSQL {m['postgresql']}, PostGIS {m['postgis']} "

@@ -49,7 +49,7 @@ COLUMNS: Final = (
 generated ``geom`` are the database's)."""
 
 DEFAULT_BATCH_MAX: Final = 1_000
-"""Rows per transaction when the caller gives no bound (``Settings.fix_batch_max``)."""
+"""Rows per transaction when the caller gives no bound."""
 
 TRACK_LIMIT_MAX: Final = 100_000
 """The most fixes one :func:`track` call returns."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import uuid
 from typing import TYPE_CHECKING
 
@@ -97,3 +98,33 @@ async def test_metrics_count_requests_by_route_template_and_status(
     # Labels are templates: no user name, id or token ever appears.
     for secret in ("maria.secreta", "5f0c7a2e", admin.token, "sgm_"):
         assert secret not in text
+
+
+async def _readyz_with_redis(database_url: str, redis_url: str) -> httpx.Response:
+    settings = Settings(database_url=SecretStr(database_url), redis_url=SecretStr(redis_url))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/readyz")
+
+
+async def test_readyz_checks_redis_when_it_is_configured(database_url: str, redis_url: str) -> None:
+    response = await _readyz_with_redis(database_url, redis_url)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_a_redis_that_is_down_degrades_but_does_not_stop_the_service(
+    database_url: str,
+) -> None:
+    """Nothing waits on Redis to be stored, so the service starts and stays ready; the
+    operator still sees why the live feed and the police queue lag."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    response = await _readyz_with_redis(database_url, f"redis://127.0.0.1:{port}/0")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["reason"].startswith("redis: ")
