@@ -58,8 +58,9 @@ class Noise:
 
 
 def _pose(route: Route, s: float, lateral: float) -> tuple[float, float]:
-    i = min(max(bisect_right(route._cum, s) - 1, 0), len(route._segments) - 1)
-    ax, ay, dx, dy, _, _, _, c0, seg = route._segments[i]
+    i = min(max(bisect_right(route._cum, s) - 1, 0), len(route.seg_m) - 1)
+    ax, ay, dx, dy = route.seg_ax[i], route.seg_ay[i], route.seg_dx[i], route.seg_dy[i]
+    c0, seg = route.cum_m[i], route.seg_m[i]
     frac = (s - c0) / seg
     norm = math.hypot(dx, dy)
     x = ax + frac * dx - lateral * dy / norm

@@ -23,6 +23,7 @@ windows of many fixes of many routes, the batched path).
 from __future__ import annotations
 
 import math
+from array import array
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -32,6 +33,11 @@ from sigueme.geo.frame import FloatArray
 
 if TYPE_CHECKING:
     from sigueme.geo.route import Route
+
+SEGMENT_FIELDS = 9
+"""Per segment in ``Route._segments`` (one flat array of doubles): the start (ax, ay),
+the direction (dx, dy), u = d / |d|^2 and k = a . u (the nearest point of the segment
+to p is at t = p . u - k along it), the progress at its start, its geodesic length."""
 
 IntArray = npt.NDArray[np.int64]
 
@@ -48,11 +54,12 @@ class Match(NamedTuple):
 
 
 def _nearest_in_window(
-    segment: tuple[float, ...], px: float, py: float, lo: float, hi: float
+    segs: array[float], i: int, px: float, py: float, lo: float, hi: float
 ) -> tuple[float, float, bool]:
     """Squared distance, position along (0..1) and whether it lies strictly inside, of
-    the point of ``segment`` nearest to (px, py) with progress within ``[lo, hi]``."""
-    ax, ay, dx, dy, ux, uy, k0, c0, seg = segment
+    the point of segment ``i`` nearest to (px, py) with progress within ``[lo, hi]``."""
+    j = SEGMENT_FIELDS * i
+    ax, ay, dx, dy, ux, uy, k0, c0, seg = segs[j : j + SEGMENT_FIELDS]
     t = px * ux + py * uy - k0
     tlo = (lo - c0) / seg if lo > c0 else 0.0
     thi = (hi - c0) / seg if hi < c0 + seg else 1.0
@@ -101,12 +108,13 @@ def match_point(
     segs = route._segments
     last = i1 - 1
     cands: list[tuple[float, float, int]] = []  # (d2, t, segment)
-    p_d2, p_t, p_inner = _nearest_in_window(segs[i0], px, py, lo, hi)
+    p_d2, p_t, p_inner = _nearest_in_window(segs, i0, px, py, lo, hi)
     best = p_d2
     p_below = True
     for i in range(i0 + 1, last + 1):
         if i < last:
-            ax, ay, dx, dy, ux, uy, k0, _, _ = segs[i]
+            j = SEGMENT_FIELDS * i
+            ax, ay, dx, dy, ux, uy, k0 = segs[j : j + 7]
             t = px * ux + py * uy - k0
             if t <= 0.0:
                 t, inner = 0.0, False
@@ -118,7 +126,7 @@ def match_point(
             ey = py - ay - t * dy
             d2 = ex * ex + ey * ey
         else:
-            d2, t, inner = _nearest_in_window(segs[i], px, py, lo, hi)
+            d2, t, inner = _nearest_in_window(segs, i, px, py, lo, hi)
         if d2 < best:
             best = d2
         if p_inner or (p_below and p_d2 <= d2):
@@ -140,7 +148,8 @@ def match_point(
     for d2, t, i in cands:
         if d2 > limit:
             continue
-        c0, seg = segs[i][7], segs[i][8]
+        j = SEGMENT_FIELDS * i
+        c0, seg = segs[j + 7], segs[j + 8]
         s = c0 + t * seg
         if rep_i >= 0 and s - last_s <= merge:
             if d2 < rep_d2:
