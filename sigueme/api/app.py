@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from sigueme import __version__
-from sigueme.api import health, shares, trips, users
+from sigueme.api import devices, health, live, shares, trackers, trips, users
 from sigueme.api.errors import install_error_handlers
 from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
 from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
@@ -100,4 +100,7 @@ def create_app(
     # -- trip and share routers ----------------------------------------------------------
     app.include_router(trips.router)
     app.include_router(shares.router)
+    app.include_router(live.router)
+    app.include_router(devices.router)
+    app.include_router(trackers.router)
     return app

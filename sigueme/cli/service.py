@@ -209,6 +209,7 @@ def serve_command(
     import uvicorn
 
     from sigueme.api.app import create_app
+    from sigueme.api.phone_protocol import MAX_FRAME_BYTES
 
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         fail(f"--log-level {log_level!r}: one of debug, info, warning, error")
@@ -244,6 +245,12 @@ def serve_command(
         # Access lines carry paths and query strings (trip ids, link tokens in the
         # future): the request metrics at /metrics count traffic without them.
         access_log=False,
+        # Websocket keep-alive: a ping every 20 s, and a connection whose pong has not
+        # come 20 s later is dead (a phone in a tunnel, a NAT that forgot it) and closed.
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        # Bigger frames are closed with 1009 before they are read into memory.
+        ws_max_size=MAX_FRAME_BYTES,
     )
 
 

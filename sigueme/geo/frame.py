@@ -41,14 +41,12 @@ class LocalFrame:
 
     lon0: float
     lat0: float
-    _inv: Transformer = field(init=False, repr=False)
+    _inv: Transformer | None = field(init=False, repr=False, default=None)
     origin_ecef: FloatArray = field(init=False, repr=False)
     rotation: FloatArray = field(init=False, repr=False)
     _coeffs: tuple[float, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        crs = f"+proj=ortho +lat_0={self.lat0!r} +lon_0={self.lon0!r} +ellps=WGS84 +units=m"
-        object.__setattr__(self, "_inv", Transformer.from_crs(crs, "EPSG:4326", always_xy=True))
         lam, phi = math.radians(self.lon0), math.radians(self.lat0)
         sl, cl, sp, cp = math.sin(lam), math.cos(lam), math.sin(phi), math.cos(phi)
         # Rows: the East and North unit vectors of the tangent plane, in ECEF.
@@ -77,7 +75,15 @@ class LocalFrame:
 
     def inverse_many(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(lon, lat) in degrees of points given in this frame's metres."""
-        lon, lat = self._inv.transform(x, y)
+        if self._inv is None:
+            # Made on first use: building a PROJ transformer costs ~10 ms, and only
+            # corridors and simulations go back from metres to degrees.
+            crs = f"+proj=ortho +lat_0={self.lat0!r} +lon_0={self.lon0!r} +ellps=WGS84 +units=m"
+            inv = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+            object.__setattr__(self, "_inv", inv)
+        else:
+            inv = self._inv
+        lon, lat = inv.transform(x, y)
         return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
 

@@ -286,3 +286,30 @@ class AuditLog(Base):
     share_id: Mapped[int | None] = mapped_column(ForeignKey("shares.id", ondelete="SET NULL"))
     trip_id: Mapped[str] = mapped_column(String(36), index=True)
     action: Mapped[str] = mapped_column(String(40))
+
+
+class Device(Base):
+    """A tracker app on a phone (OsmAnd/Traccar Client, OwnTracks), bound to one trip or
+    to a traveller (whose one active trip it then feeds). Only the SHA-256 of its secret
+    is stored. Exactly one of ``trip_id`` and ``user_id`` is set (the store keeps it so)."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(20))
+    """``osmand`` or ``owntracks``."""
+    device_id: Mapped[str] = mapped_column(String(100))
+    """What the app sends: OsmAnd ``id``/``deviceid``; OwnTracks ``user/device``."""
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    trip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("trips.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("uq_devices_protocol_device_id", "protocol", "device_id", unique=True),)

@@ -1,0 +1,296 @@
+"""The traveller's phone streams its fixes: ``/v1/trips/{trip_id}/phone`` (websocket).
+
+Authentication never puts the token in the URL (URLs end up in logs): native apps send
+``Authorization: Bearer sgm_...`` with the upgrade request; browsers, which cannot set
+headers on a websocket, send ``{"type": "auth", "token": "sgm_..."}`` as the first
+frame, within :attr:`PhoneLimits.auth_timeout_s`. Only the trip's traveller may
+stream, and only while the trip is active. Then the server sends ``{"type":
+"ready", ...}`` with the trip's status, and answers each frame in order (frame formats
+in :mod:`sigueme.api.phone_protocol`):
+
+- a ``fix`` or ``fixes`` frame: ``{"type": "ack", "seqs": [...], "duplicates": [...],
+  "status": {...}, "events": [{"seq": 12, "kind": "off_route"}]}`` once the fixes are
+  stored (ARCHITECTURE.md, promise 1). ``seqs`` lists every fix of the frame that is
+  now stored (the phone may forget them), ``duplicates`` those among them that were
+  stored already (a resend). A database failure answers ``{"type": "error", "reason":
+  "not stored, resend", "retry": true}`` instead: resend, it is harmless.
+- ``ping``: ``{"type": "pong"}``.
+- anything malformed: ``{"type": "error", "reason": ..., "field": ..., "seq": ...}``;
+  nothing in that frame was stored and the connection stays open.
+
+Close codes: 4401 not authenticated (no, bad or late credentials), 4404 no such trip
+or not the caller's (one answer for both), 4409 the trip has ended, 4429 rate limit
+exceeded again and again, 1009 a frame over 128 KiB, 1008 too many malformed frames in
+a row. Dead connections are found by the server's websocket pings (``sigueme serve``
+runs uvicorn with ``ws_ping_interval=20``, ``ws_ping_timeout=20``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, NoReturn
+
+import asyncpg
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sigueme.api.phone_protocol import (
+    MAX_FIXES_PER_FRAME,
+    MAX_FRAME_BYTES,
+    Auth,
+    Fixes,
+    FrameError,
+    Ping,
+    dumps,
+    error_frame,
+    field_name,
+    parse_frame,
+    status_frame,
+)
+from sigueme.errors import Conflict, Invalid, NotFound
+from sigueme.services.ingest import IngestResult, InvalidFix, ingest, trip_status
+from sigueme.store.models import TripStatus, utcnow
+from sigueme.store.trips import get_trip
+from sigueme.store.users import authenticate
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["live"])
+
+
+class CloseCode(IntEnum):
+    POLICY = 1008
+    TOO_BIG = 1009
+    UNAUTHENTICATED = 4401
+    NOT_FOUND = 4404
+    ENDED = 4409
+    RATE_LIMITED = 4429
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneLimits:
+    """Bounds of one phone connection. An app may set ``app.state.phone_limits``."""
+
+    auth_timeout_s: float = 10.0
+    """The first frame must authenticate within this when no header did."""
+    frames_per_s: float = 10.0
+    frame_burst: float = 50.0
+    fixes_per_s: float = 100.0
+    fix_burst: float = 1_000.0
+    """A phone back online may send this many buffered fixes at once."""
+    strikes: float = 10.0
+    """Frames refused for rate ...,"""
+    strikes_per_s: float = 0.2
+    """... refilling at this rate: past them, the connection is closed (4429)."""
+    bad_frames_in_a_row: int = 20
+    """Malformed frames without a good one between them before closing (1008)."""
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+        self.stamp = self.clock()
+
+    def take(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens: 0.0 if they were there, else the seconds until they will
+        be (and nothing is taken)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+class _Closed(Exception):
+    """End the connection with ``code`` (after it was closed)."""
+
+
+DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@router.websocket("/trips/{trip_id}/phone")
+async def phone_socket(websocket: WebSocket, trip_id: str) -> None:
+    """The traveller's phone streams fixes of the trip (see the module's doc)."""
+    limits: PhoneLimits = getattr(websocket.app.state, "phone_limits", PhoneLimits())
+    # Accept first: a websocket refused before it is accepted gets an HTTP 403 and no
+    # close code, and the phone could not tell why.
+    await websocket.accept()
+    with contextlib.suppress(_Closed, WebSocketDisconnect):
+        await _Phone(websocket, trip_id[:64], limits).run()
+
+
+class _Phone:
+    def __init__(self, websocket: WebSocket, trip_id: str, limits: PhoneLimits) -> None:
+        self.ws = websocket
+        self.trip_id = trip_id
+        self.limits = limits
+        self.sessions: async_sessionmaker[AsyncSession] = websocket.app.state.sessions
+        self.frames = TokenBucket(limits.frames_per_s, limits.frame_burst)
+        self.fixes = TokenBucket(limits.fixes_per_s, limits.fix_burst)
+        self.strikes = TokenBucket(limits.strikes_per_s, limits.strikes)
+        self.bad_in_a_row = 0
+
+    async def close(self, code: CloseCode, reason: str) -> NoReturn:
+        await self.ws.close(code=int(code), reason=reason)
+        raise _Closed
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_text(dumps(frame))
+
+    async def receive_text(self) -> str | None:
+        """The next text frame; ``None`` for a binary one. Too big: closed (1009)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text: str | None = message.get("text")
+        if text is None:
+            data: bytes | None = message.get("bytes")
+            if data is not None and len(data) > MAX_FRAME_BYTES:
+                await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
+            return None
+        if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
+            await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
+        return text
+
+    # -- authentication --------------------------------------------------------------
+
+    def header_token(self) -> str | None:
+        value = self.ws.headers.get("authorization")
+        if value is None:
+            return None
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    async def authenticate(self) -> None:
+        token = self.header_token()
+        if token is None:
+            try:
+                text = await asyncio.wait_for(self.receive_text(), self.limits.auth_timeout_s)
+            except TimeoutError:
+                await self.close(CloseCode.UNAUTHENTICATED, "no auth frame in time")
+            frame: object = None
+            if text is not None:
+                try:
+                    frame = parse_frame(text)
+                except FrameError:
+                    frame = None
+            if not isinstance(frame, Auth):
+                await self.close(
+                    CloseCode.UNAUTHENTICATED,
+                    'authenticate first: header Authorization: Bearer, or {"type": "auth"}',
+                )
+            token = frame.token
+        async with self.sessions() as session:
+            principal = await authenticate(session, token) if token else None
+            if principal is None:
+                await self.close(CloseCode.UNAUTHENTICATED, "invalid, revoked or expired token")
+            trip = await get_trip(session, self.trip_id)
+            # A trip that is not the caller's answers as one that does not exist.
+            if trip is None or principal.user_id is None or trip.owner_id != principal.user_id:
+                await self.close(CloseCode.NOT_FOUND, "no such trip")
+            if trip.status != TripStatus.ACTIVE.value:
+                await self.close(CloseCode.ENDED, f"the trip is {trip.status}")
+            status = trip_status(trip)
+        await self.send(
+            {
+                "type": "ready",
+                "trip_id": trip.id,
+                "status": status_frame(status),
+                "limits": {
+                    "max_frame_bytes": MAX_FRAME_BYTES,
+                    "max_fixes_per_frame": MAX_FIXES_PER_FRAME,
+                },
+            }
+        )
+
+    # -- the stream --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.authenticate()
+        while True:
+            text = await self.receive_text()
+            if not await self.within_rate(self.frames, 1, "too many frames"):
+                continue
+            if text is None:
+                await self.refuse(FrameError("frames are JSON text, not binary"))
+                continue
+            try:
+                frame = parse_frame(text)
+            except FrameError as exc:
+                await self.refuse(exc)
+                continue
+            self.bad_in_a_row = 0
+            if isinstance(frame, Ping):
+                await self.send({"type": "pong"})
+            elif isinstance(frame, Auth):
+                await self.send(error_frame("already authenticated", field="type"))
+            elif isinstance(frame, Fixes) and await self.within_rate(
+                self.fixes, len(frame.fixes), "too many fixes"
+            ):
+                await self.store(frame)
+
+    async def within_rate(self, bucket: TokenBucket, n: int, what: str) -> bool:
+        wait = bucket.take(n)
+        if not wait:
+            return True
+        if self.strikes.take():
+            await self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+        await self.send(
+            error_frame(f"rate limited: {what}, not stored", retry=True, retry_after_s=wait)
+        )
+        return False
+
+    async def refuse(self, exc: FrameError) -> None:
+        self.bad_in_a_row += 1
+        if self.bad_in_a_row > self.limits.bad_frames_in_a_row:
+            await self.close(CloseCode.POLICY, "too many malformed frames")
+        await self.send(error_frame(exc.reason, field=exc.field, seq=exc.seq))
+
+    async def store(self, frame: Fixes) -> None:
+        try:
+            result = await ingest(self.sessions, self.trip_id, frame.fixes, received_at=utcnow())
+        except InvalidFix as exc:
+            name = f"fixes[{exc.index}].{exc.field}" if frame.batch else exc.field
+            await self.send(error_frame(exc.reason, field=name, seq=exc.seq))
+            return
+        except Invalid as exc:
+            await self.send(error_frame(exc.reason, field=field_name((exc.field,))))
+            return
+        except NotFound:
+            await self.close(CloseCode.NOT_FOUND, "no such trip")
+        except Conflict as exc:
+            await self.close(CloseCode.ENDED, str(exc)[:120])
+        except DATABASE_ERRORS:
+            log.warning("fixes of trip %s not stored", self.trip_id, exc_info=True)
+            await self.send(error_frame("not stored, resend", retry=True))
+            return
+        await self.send(ack_frame(result))
+
+
+def ack_frame(result: IngestResult) -> dict[str, Any]:
+    seqs = [o.seq for o in result.outcomes if o.seq is not None]
+    return {
+        "type": "ack",
+        "seqs": seqs,
+        "duplicates": [o.seq for o in result.outcomes if o.duplicate and o.seq is not None],
+        "status": status_frame(result.status),
+        "events": [{"seq": o.seq, "kind": kind} for o in result.outcomes for kind in o.events],
+    }
