@@ -9,21 +9,21 @@ not audited.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import shapely
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from geojson_pydantic import Point
 from geojson_pydantic.types import Position2D
 from pydantic import AwareDatetime
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from starlette.requests import HTTPConnection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sigueme.access import (
     Principal,
@@ -89,15 +89,6 @@ def refuse(loc: Sequence[str | int], reason: str) -> RequestValidationError:
     """A 422 naming the request field at ``loc`` (FastAPI's own shape), for input the
     schema lets through but the rules refuse."""
     return RequestValidationError([{"type": "value_error", "loc": tuple(loc), "msg": reason}])
-
-
-def get_engine(conn: HTTPConnection) -> AsyncEngine:
-    """The app's database engine (for readers that take their own connection)."""
-    engine: AsyncEngine = conn.app.state.engine
-    return engine
-
-
-EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 
 
 # -- from the request to a plan --------------------------------------------------------
@@ -291,6 +282,13 @@ def parse_bbox(value: str) -> store.BBox:
 # -- routes ----------------------------------------------------------------------------
 
 
+def _prepare(body: TripCreate) -> tuple[TripPlan, dict[str, float]]:
+    """The plan of a request, with its corridor built (and cached on the route)."""
+    plan, overrides = plan_from_request(body)
+    plan.route.corridor(plan.corridor_m)
+    return plan, overrides
+
+
 @router.post(
     "/trips",
     status_code=201,
@@ -310,7 +308,9 @@ async def create_trip(
     input answers 422 naming the field (``loc``) and the reason (``msg``)."""
     require_file_trips(principal)
     assert principal.user_id is not None  # only users file trips
-    plan, overrides = plan_from_request(body)
+    # Seconds of geometry for a long, winding route: off the event loop, which serves
+    # every phone and watcher of this worker meanwhile.
+    plan, overrides = await asyncio.to_thread(_prepare, body)
     label = body.label.strip() if body.label is not None else None
     trip = await store.create_trip(
         session,
@@ -421,7 +421,6 @@ async def get_track(
     trip_id: TripId,
     principal: PrincipalDep,
     session: SessionDep,
-    engine: EngineDep,
     since: Annotated[
         AwareDatetime | None, Query(description="Fixes at or after this device time.")
     ] = None,
@@ -442,12 +441,19 @@ async def get_track(
     feature first, then every stored fix as a Point in device-time order, with its time,
     accuracy, speed, battery and the filter's verdict. Written to the audit log."""
     trip, _ = await store.visible_trip(session, principal, trip_id, utcnow())
+    for name, bound in (("since", since), ("until", until)):
+        if bound is not None and not EARLIEST <= bound <= LATEST:
+            raise refuse(("query", name), "must be between the years 2000 and 2100")
     if since is not None and until is not None and until <= since:
         raise refuse(("query", "until"), "must be after since")
-    fixes = await track(engine, trip.id, since, until, limit)
+    fixes = await track(session, trip.id, since, until, limit)
     await record_read(session, principal, trip.id, ReadAction.TRACK)
     await session.commit()
     return GeoJSONResponse(_track_collection(trip, fixes))
+
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 async def _end(

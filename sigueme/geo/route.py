@@ -23,7 +23,7 @@ import numpy as np
 import polyline as polyline_codec
 import shapely
 from pyproj import Geod
-from shapely.geometry import LineString, Polygon
+from shapely.geometry import LineString, MultiPolygon, Polygon
 
 from sigueme.geo.errors import RouteError
 from sigueme.geo.frame import FloatArray, LocalFrame
@@ -41,6 +41,8 @@ DENSIFY_M = 1_000.0
 """Segments longer than this are split along the geodesic, so straight lines in the
 frame follow the geodesic to millimetres."""
 MAX_POLYLINE_CHARS = 1_000_000
+CORRIDOR_PIECE = 64
+"""Segments per piece when buffering the corridor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +102,19 @@ class Route:
     ``length_m`` the whole length.
     """
 
-    def __init__(self, positions: Sequence[Any], *, field: str = "route") -> None:
+    def __init__(
+        self,
+        positions: Sequence[Any],
+        *,
+        field: str = "route",
+        max_vertices: int | None = MAX_VERTICES,
+    ) -> None:
+        """``max_vertices`` bounds what a person sends; ``None`` rebuilds a route that was
+        already accepted (stored densified, it may have more)."""
         if isinstance(positions, (str, bytes)) or not isinstance(positions, Sequence):
             raise RouteError(field, "coordinates must be a list of [lon, lat] positions")
-        if len(positions) > MAX_VERTICES:
-            raise RouteError(field, f"{len(positions)} vertices; at most {MAX_VERTICES} allowed")
+        if max_vertices is not None and len(positions) > max_vertices:
+            raise RouteError(field, f"{len(positions)} vertices; at most {max_vertices} allowed")
         pts = [_check_position(i, p, field) for i, p in enumerate(positions)]
         # Repeated consecutive points carry no direction: drop them.
         dedup = [p for i, p in enumerate(pts) if i == 0 or p != pts[i - 1]]
@@ -136,6 +146,7 @@ class Route:
             seg_m = np.asarray(seg, dtype=np.float64)
         cum = np.concatenate(([0.0], np.cumsum(seg_m)))
         self.lonlat: FloatArray = lonlat
+        self._corridors: dict[float, Polygon] = {}
         self.cum_m: FloatArray = cum
         self.seg_m: FloatArray = seg_m
         self.length_m = float(cum[-1])
@@ -232,12 +243,29 @@ class Route:
         return LineString(np.column_stack((self.x, self.y)))
 
     def corridor(self, width_m: float) -> Polygon:
-        """The corridor: every point within ``width_m`` of the route, in frame metres."""
+        """The corridor: every point within ``width_m`` of the route, in frame metres.
+
+        Buffered piece by piece and merged: one buffer of a long route that crosses
+        itself many times costs minutes, the pieces' union well under a second. Slivers
+        that rounding can leave beside the corridor (an out-and-back route) are
+        dropped: the buffer of a connected line is one polygon.
+        """
         if not (math.isfinite(width_m) and width_m > 0):
             raise RouteError("corridor_m", "the corridor width must be a positive number of metres")
-        poly = self.line.buffer(width_m, quad_segs=8)
-        assert isinstance(poly, Polygon)
-        return poly
+        cached = self._corridors.get(width_m)
+        if cached is not None:
+            return cached
+        xy = np.column_stack((self.x, self.y))
+        pieces = [
+            LineString(xy[i : i + CORRIDOR_PIECE + 1]).buffer(width_m, quad_segs=8)
+            for i in range(0, len(xy) - 1, CORRIDOR_PIECE)
+        ]
+        merged = shapely.union_all(pieces) if len(pieces) > 1 else pieces[0]
+        if isinstance(merged, MultiPolygon):
+            merged = max(merged.geoms, key=lambda part: part.area)
+        assert isinstance(merged, Polygon)
+        self._corridors[width_m] = merged
+        return merged
 
     def to_lonlat(self, geom: Any) -> Any:
         """A Shapely geometry in this route's frame, back in WGS 84 (lon, lat)."""

@@ -24,7 +24,7 @@ import asyncpg
 from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from sigueme.errors import NotFound, SiguemeError
 from sigueme.store.models import Fix, Trip
@@ -284,7 +284,7 @@ def _track_query(
 
 
 async def track(
-    engine: AsyncEngine,
+    db: AsyncEngine | AsyncSession,
     trip_id: str,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -294,12 +294,17 @@ async def track(
 
     At most ``limit`` fixes (1 to 100,000): the earliest ones of the window.
     Out-of-order arrivals come back where their device time puts them. An unknown
-    trip has no fixes.
+    trip has no fixes. ``db`` is an engine (a connection of its own) or the caller's
+    session (its connection: a request must not hold one connection and wait for
+    another, or concurrent requests starve the pool).
     """
     if not 1 <= limit <= TRACK_LIMIT_MAX:
         raise ValueError(f"limit must be between 1 and {TRACK_LIMIT_MAX}")
-    async with engine.connect() as conn:
-        result = await conn.execute(_track_query(trip_id, since, until, limit))
+    query = _track_query(trip_id, since, until, limit)
+    if isinstance(db, AsyncSession):
+        return [FixRow(*row) for row in await db.execute(query)]
+    async with db.connect() as conn:
+        result = await conn.execute(query)
         return [FixRow(*row) for row in result]
 
 

@@ -102,7 +102,7 @@ async def create_trip(
 
 def plan_of(trip: Trip) -> TripPlan:
     """The geo core's plan of a stored trip (the same plan it was filed with)."""
-    route = Route([tuple(c) for c in trip.route.coords])
+    route = Route([tuple(c) for c in trip.route.coords], max_vertices=None)
     return TripPlan(
         route=route,
         departure=trip.departure.timestamp(),

@@ -3,6 +3,7 @@ reading, listing, the track, finishing and cancelling; shares and links."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -394,6 +395,35 @@ async def test_the_track_window_and_limit(api: Api) -> None:
     assert bad.json()["detail"][0]["loc"] == ["query", "until"]
     naive = await api.client.get(url + "?since=2026-05-28T14:02:00", headers=ana)
     assert naive.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?since=0001-01-01T00:00:00%2B05:00", "since"),
+        ("?until=9999-12-31T23:59:59-05:00", "until"),
+    ],
+)
+async def test_track_bounds_beyond_the_calendar_are_refused(
+    api: Api, query: str, field: str
+) -> None:
+    ana = await api.user("ana")
+    filed = await api.file(ana)
+    response = await api.client.get(f"/v1/trips/{filed['id']}/track{query}", headers=ana)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+async def test_many_tracks_read_at_once_all_succeed(api: Api) -> None:
+    """More concurrent readers than the database pool has connections: each reads its
+    track on its own request's connection, so none waits for another."""
+    ana = await api.user("ana")
+    filed = await api.file(ana)
+    await _with_fixes(api, filed["id"])
+    url = f"/v1/trips/{filed['id']}/track"
+    responses = await asyncio.gather(*(api.client.get(url, headers=ana) for _ in range(40)))
+    assert [r.status_code for r in responses] == [200] * 40
+    assert all(len(r.json()["features"]) == 4 for r in responses)
 
 
 # -- ending ----------------------------------------------------------------------------

@@ -16,10 +16,11 @@ import numpy as np
 import polyline
 import pytest
 from pyproj import Geod
-from shapely.geometry import Point, shape
+from shapely.geometry import Point, Polygon, shape
 
 from sigueme.geo import Route, RouteError
 from sigueme.geo.matching import match_point
+from sigueme.geo.route import MAX_VERTICES
 
 GEOD = Geod(ellps="WGS84")
 
@@ -591,3 +592,55 @@ def test_nearest_of_a_point_on_the_route_is_that_point() -> None:
         distance, progress = route.nearest(x, y)
         assert distance == pytest.approx(0.0, abs=1e-3), s
         assert progress == pytest.approx(s, abs=1e-3), s
+
+
+# -- corridors of hard routes (found by review) ------------------------------------------
+
+
+def _winding(n: int, step_m: float, seed: int) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    lon, lat = -99.2, 18.9
+    pts = []
+    for azimuth in np.cumsum(rng.normal(0.0, 8.0, n)):
+        pts.append((lon, lat))
+        lon, lat, _ = GEOD.fwd(lon, lat, float(azimuth), step_m)
+    return pts
+
+
+def test_an_out_and_back_corridor_is_one_polygon_without_slivers() -> None:
+    """A winding road driven there and back on the same vertices: one buffer of it
+    leaves slivers of rounding beside the corridor; the corridor is still one polygon."""
+    there = _winding(3_000, 25.0, seed=1)
+    route = Route(there + there[::-1][1:])
+    corridor = route.corridor(1_000.0)
+    assert isinstance(corridor, Polygon)
+    # It covers the whole route at its full width, and nothing far from it.
+    # (arcs are drawn with 8 segments a quarter: up to 5 m short of the true circle)
+    assert corridor.buffer(-990.0).contains(route.line.interpolate(0.5, normalized=True))
+    assert corridor.area < route.line.buffer(1_001.0).area
+
+
+def test_a_route_that_loops_on_itself_gets_the_same_corridor_as_one_buffer() -> None:
+    """Circling one block many times: the corridor built piece by piece (fast) is the
+    buffer of the whole line (which takes far longer), to within rounding."""
+    lon0, lat0 = -99.23, 18.92
+    loop = [GEOD.fwd(lon0, lat0, az, 300.0)[:2] for az in range(0, 360, 10)]
+    route = Route([tuple(map(float, p)) for p in loop * 30])
+    corridor = route.corridor(150.0)
+    whole = route.line.buffer(150.0, quad_segs=8)
+    assert isinstance(corridor, Polygon)
+    assert corridor.symmetric_difference(whole).area < 1e-6 * whole.area
+
+
+def test_a_stored_route_longer_than_the_vertex_limit_after_densifying_rebuilds() -> None:
+    """Accepted at filing (20,000 vertices as sent), densified to more: the stored route
+    must still load when the trip is monitored."""
+    pts = _winding(19_998, 5.0, seed=2)
+    lon, lat = pts[-1]
+    far = GEOD.fwd(lon, lat, 90.0, 300_000.0)[:2]
+    route = Route([*pts, (float(far[0]), float(far[1]))])
+    assert len(route.lonlat) > MAX_VERTICES
+    again = Route(route.lonlat.tolist(), max_vertices=None)
+    assert again.length_m == pytest.approx(route.length_m, abs=1e-3)
+    with pytest.raises(RouteError):
+        Route(route.lonlat.tolist())
