@@ -1,4 +1,6 @@
-"""A bound on request bodies, enforced before anything parses them."""
+"""Bounds on requests, enforced before anything parses them: body size, and no NUL
+characters anywhere (no field of Sígueme's holds one, and PostgreSQL refuses them in
+text: better a clear 400 than a database error)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,20 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
+class NulCharacter(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(400, "NUL characters are not accepted in any field")
+
+
+_RAW_NUL = (b"\x00", b"\\u0000")  # a NUL byte, or JSON's escape of one
+_URL_NUL = (b"\x00", b"%00")  # in a path, a query string or a form body
+
+
+def _has_nul(data: bytes, marks: tuple[bytes, ...] = _URL_NUL) -> bool:
+    lowered = data.lower()
+    return any(mark in lowered for mark in marks)
+
+
 class BodySizeLimit:
     """ASGI middleware answering 413 to an HTTP request whose body exceeds ``limit``.
 
@@ -31,6 +47,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or _has_nul(scope.get("query_string", b"")) or _has_nul(
+            scope.get("raw_path") or b""
+        ):
+            await self._refuse(send, 400, NulCharacter().detail)
+            return
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -43,16 +64,26 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        tail = b""  # the end of the previous chunk: a NUL escape may straddle two
+        form = any(
+            key == b"content-type" and value.startswith(b"application/x-www-form-urlencoded")
+            for key, value in scope["headers"]
+        )
+        body_marks = _URL_NUL if form else _RAW_NUL
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.limit:
                     # FastAPI re-raises HTTPExceptions met while reading a body, so
                     # this reaches the exception middleware and becomes a 413.
                     raise BodyTooLarge(self.limit)
+                if _has_nul(tail + chunk, body_marks):
+                    raise NulCharacter()
+                tail = chunk[-5:]
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -63,12 +94,12 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, NulCharacter) as exc:
             # Raised where no handler turned it into a response (a route reading the
             # raw stream itself, say): answer here if we still can.
             if started:
                 raise
-            await self._refuse(send, 413, exc.detail)
+            await self._refuse(send, exc.status_code, exc.detail)
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:

@@ -168,3 +168,33 @@ async def test_the_openapi_schema_documents_bearer_auth_and_the_routes(
     for path in ("/v1/me", "/v1/users", "/v1/users/{name}/disable", "/v1/users/{name}/tokens"):
         assert path in schema["paths"]
     assert {"/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+
+
+async def test_nul_characters_are_refused_anywhere_with_a_clear_400(
+    client: httpx.AsyncClient,
+) -> None:
+    """PostgreSQL refuses NUL in text: the service says so before the database does."""
+    cases = [
+        client.get("/v1/trips/%00"),
+        client.get("/v1/trips?scope=mine%00"),
+        client.post(
+            "/v1/trips",
+            content=b'{"label": "a\\u0000b"}',
+            headers={"content-type": "application/json"},
+        ),
+        client.post(
+            "/osmand/x",
+            content=b"id=1%00&lat=18.9&lon=-99.2",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+    ]
+    for response in [await c for c in cases]:
+        assert response.status_code == 400, response.text
+        assert response.json() == {"detail": "NUL characters are not accepted in any field"}
+
+
+async def test_a_percent_sign_in_json_text_is_fine(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/trips", content=b'{"label": "100%00"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 401  # got past the NUL check to authentication
