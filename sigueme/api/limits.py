@@ -47,8 +47,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "\x00" in scope["path"] or _has_nul(scope.get("query_string", b"")) or _has_nul(
-            scope.get("raw_path") or b""
+        if (
+            "\x00" in scope["path"]
+            or _has_nul(scope.get("query_string", b""))
+            or _has_nul(scope.get("raw_path") or b"")
         ):
             await self._refuse(send, 400, NulCharacter().detail)
             return
