@@ -100,7 +100,10 @@ def purge_command(
             "Nothing deleted (--dry-run)."
         )
     else:
-        typer.echo(f"Purged {result.purged:,} fixes received before {when}; {kept}.")
+        typer.echo(
+            f"Purged {result.purged:,} fixes received before {when}; {kept}; "
+            f"forgot the last position of {result.positions_cleared:,} ended trips."
+        )
 
 
 # -- bench store ---------------------------------------------------------------------------------

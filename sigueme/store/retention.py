@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Delete, delete, func, select
+from sqlalchemy import Delete, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigueme.settings import Settings
-from sigueme.store.models import Fix
+from sigueme.store.models import Fix, Trip, TripStatus
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class PurgeResult:
     dry_run: bool = False
     complete: bool = True
     """False when ``stop`` ended the purge early: older fixes may remain."""
+    positions_cleared: int = 0
+    """Ended trips whose last known position (older than the cutoff) was forgotten."""
 
 
 def _chunk_delete(cutoff: datetime, chunk_size: int, postgres: bool) -> Delete:
@@ -97,9 +99,29 @@ async def purge(
             break
         # Let the rest of the process (fix appends, requests) run between chunks.
         await asyncio.sleep(0)
+    cleared = 0
+    if complete:
+        # The trip row repeats its last fix (position, accuracy, battery): history too.
+        # Kept while the trip is active (the watchdog needs it) or while an alert of the
+        # trip holds evidence.
+        evidence = select(Fix.id).where(Fix.trip_id == Trip.id, Fix.evidence).exists()
+        forget = (
+            update(Trip)
+            .where(
+                Trip.last_fix_at < older_than,
+                Trip.status != TripStatus.ACTIVE.value,
+                Trip.last_lon.is_not(None),
+                ~evidence,
+            )
+            .values(last_lon=None, last_lat=None, last_accuracy=None, last_battery=None)
+        )
+        async with engine.begin() as conn:
+            cleared = (await conn.execute(forget)).rowcount
     async with engine.connect() as conn:
         kept = await conn.scalar(select(func.count()).select_from(Fix).where(old, Fix.evidence))
-    return PurgeResult(older_than, purged, kept or 0, chunks, complete=complete)
+    return PurgeResult(
+        older_than, purged, kept or 0, chunks, complete=complete, positions_cleared=cleared
+    )
 
 
 async def purge_forever(engine: AsyncEngine, settings: Settings, stop: asyncio.Event) -> None:

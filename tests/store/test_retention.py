@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigueme.bench.store import seed_trips
 from sigueme.settings import Settings
-from sigueme.store.db import make_engine, upgrade_async
+from sigueme.store.db import make_engine, sessionmaker, upgrade_async
 from sigueme.store.fixes import FixRow, append_fixes, mark_evidence, track
+from sigueme.store.models import Trip, TripStatus
 from sigueme.store.retention import purge, purge_forever
 
 NOW = datetime.now(UTC)
@@ -162,3 +164,37 @@ async def _errors_logged(caplog: pytest.LogCaptureFixture, n: int) -> bool:
 
 async def _logged(caplog: pytest.LogCaptureFixture, prefix: str) -> bool:
     return any(r.getMessage().startswith(prefix) for r in caplog.records)
+
+
+async def test_an_ended_trips_last_position_is_forgotten_with_its_history(
+    engine: AsyncEngine,
+) -> None:
+    """The trip row repeats its last fix; past retention that goes too, unless the trip
+    is still active (the watchdog needs it) or an alert keeps the trip's evidence."""
+    ended, active, kept = await seed_trips(engine, 3)
+    last = NOW - timedelta(days=40)
+    sessions = sessionmaker(engine)
+    async with sessions() as session:
+        for trip_id in (ended, active, kept):
+            trip = await session.get(Trip, trip_id)
+            assert trip is not None
+            trip.last_fix_at, trip.last_lon, trip.last_lat = last, -99.23, 18.92
+            trip.last_accuracy, trip.last_battery = 8.0, 50.0
+            if trip_id != active:
+                trip.status = TripStatus.FINISHED.value
+        await session.commit()
+    rows = [received(40, kept, 1)]
+    await append_fixes(engine, rows)
+    await mark_evidence(engine, kept, rows[0].t, rows[0].t)
+
+    result = await purge(engine, CUTOFF)
+
+    assert result.positions_cleared == 1
+    async with sessions() as session:
+        positions = {
+            t.id: (t.last_lon, t.last_lat, t.last_accuracy, t.last_battery)
+            for t in (await session.execute(select(Trip))).scalars()
+        }
+    assert positions[ended] == (None, None, None, None)
+    assert positions[active] == (-99.23, 18.92, 8.0, 50.0)
+    assert positions[kept] == (-99.23, 18.92, 8.0, 50.0)
