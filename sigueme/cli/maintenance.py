@@ -12,11 +12,9 @@ from typing import Annotated, NoReturn
 
 import asyncpg
 import typer
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from sigueme.errors import SchemaOutOfDate
-from sigueme.settings import Settings
 from sigueme.store.retention import PurgeResult
 
 
@@ -80,14 +78,14 @@ def purge_command(
     it can run while the service does. The service also purges by itself every
     SIGUEME_PURGE_INTERVAL_S seconds.
     """
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _fail(f"settings: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    from sigueme.cli.service import database_url, load_settings
+
+    settings = load_settings()
+    url = database_url(settings)  # the same checks and messages as the other commands
     days = settings.retention_days if older_than_days is None else older_than_days
     cutoff = datetime.now(UTC) - timedelta(days=days)
     try:
-        result = asyncio.run(_purge(settings.database_url.get_secret_value(), cutoff, dry_run))
+        result = asyncio.run(_purge(url, cutoff, dry_run))
     except SchemaOutOfDate as exc:
         _fail(str(exc))
     except (SQLAlchemyError, OSError) as exc:

@@ -78,8 +78,10 @@ def database_url(settings: Settings) -> str:
     service runs on."""
     url = settings.database_url.get_secret_value()
     try:
-        driver = make_url(url).drivername
-    except ArgumentError:
+        parsed = make_url(url)
+        driver = parsed.drivername
+        _ = parsed.port  # a port that is not a number fails here, not in the driver
+    except (ArgumentError, ValueError):
         driver = None
     if driver not in SUPPORTED_DRIVERS:
         fail(

@@ -142,3 +142,21 @@ async def bench_databases(dsn: str) -> set[str]:
     finally:
         await conn.close()
     return {r["datname"] for r in rows}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://sigueme@localhost:notaport/sigueme",  # a port that is not a number
+        "postgresql://sigueme@localhost/sigueme",  # no async driver named
+        "mysql+aiomysql://sigueme@localhost/sigueme",
+    ],
+)
+def test_purge_with_an_unusable_database_url_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("SIGUEME_DATABASE_URL", url)
+    result = CliRunner().invoke(app, ["purge", "--dry-run"])
+    assert result.exit_code == 2
+    assert "Error: SIGUEME_DATABASE_URL: expected sqlite+aiosqlite:///FILE" in result.stderr
+    assert "Traceback" not in result.output
