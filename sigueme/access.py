@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sigueme.errors import Forbidden, NotFound
 from sigueme.store.models import Role
@@ -86,6 +86,33 @@ def can_see(principal: Principal, trip: TripFacts, now: datetime) -> bool:
     if principal.role == Role.DISPATCHER and trip.has_live_alert:
         return True
     return any(g.grantee_id == principal.user_id and g.live(now) for g in trip.grants)
+
+
+FOREVER = datetime.max.replace(tzinfo=UTC)
+"""What :func:`visible_until` answers when no share's expiry bounds the access."""
+
+
+def visible_until(principal: Principal, trip: TripFacts, now: datetime) -> datetime | None:
+    """Until when ``principal`` may see ``trip``, as far as ``trip``'s facts tell:
+    ``None`` if not at ``now``; the latest expiry of the live shares that open it; or
+    :data:`FOREVER` for its owner, an admin, a dispatcher while the trip has a live
+    alert (whatever ends that access, a revocation or the alert resolved, is found
+    by asking again)."""
+    if not can_see(principal, trip, now):
+        return None
+    if principal.is_link:
+        return max(
+            g.expires_at
+            for g in trip.grants
+            if g.share_id == principal.share_id and g.grantee_id is None and g.live(now)
+        )
+    if principal.user_id == trip.owner_id or principal.role == Role.ADMIN:
+        return FOREVER
+    if principal.role == Role.DISPATCHER and trip.has_live_alert:
+        return FOREVER
+    return max(
+        g.expires_at for g in trip.grants if g.grantee_id == principal.user_id and g.live(now)
+    )
 
 
 def can_change(principal: Principal, trip: TripFacts) -> bool:

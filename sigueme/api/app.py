@@ -19,10 +19,11 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from sigueme import __version__
-from sigueme.api import devices, health, live, shares, trackers, trips, users
+from sigueme.api import devices, health, live, shares, trackers, trips, users, watch
 from sigueme.api.errors import install_error_handlers
 from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
 from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
+from sigueme.bus.live import LiveBus, LiveMetrics, LocalLiveBus, RedisLiveBus
 from sigueme.settings import Settings
 from sigueme.store.db import check_schema, make_engine, sessionmaker
 from sigueme.store.retention import purge_forever
@@ -68,6 +69,23 @@ async def retention_task(app: FastAPI) -> AsyncIterator[None]:
         await task
 
 
+@asynccontextmanager
+async def live_bus(app: FastAPI) -> AsyncIterator[None]:
+    """The live bus for the app's lifetime (``app.state.live_bus``): Redis pub/sub when
+    ``app.state.redis`` is set (several workers), in process otherwise."""
+    metrics: LiveMetrics = app.state.live_metrics
+    redis: Redis | None = app.state.redis
+    bus: LiveBus = (
+        RedisLiveBus(redis, metrics=metrics) if redis is not None else LocalLiveBus(metrics=metrics)
+    )
+    async with bus:
+        app.state.live_bus = bus
+        try:
+            yield
+        finally:
+            app.state.live_bus = None
+
+
 def create_app(
     settings: Settings | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
 ) -> FastAPI:
@@ -86,9 +104,12 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
     app.state.lifespan_hooks = []
+    app.state.live_metrics = LiveMetrics(app.state.metrics.registry)
+    app.state.live_bus = None
 
     # -- lifespan hooks ----------------------------------------------------------------
     app.state.lifespan_hooks.append(retention_task)
+    app.state.lifespan_hooks.append(live_bus)
 
     install_error_handlers(app)
     # Added last runs first: metrics see every answer, including the 413s.
@@ -101,6 +122,7 @@ def create_app(
     app.include_router(trips.router)
     app.include_router(shares.router)
     app.include_router(live.router)
+    app.include_router(watch.router)
     app.include_router(devices.router)
     app.include_router(trackers.router)
     return app

@@ -56,6 +56,7 @@ from sigueme.api.phone_protocol import (
 )
 from sigueme.errors import Conflict, Invalid, NotFound
 from sigueme.services.ingest import IngestResult, InvalidFix, ingest, trip_status
+from sigueme.services.live_feed import publish_ingest
 from sigueme.store.models import TripStatus, utcnow
 from sigueme.store.trips import get_trip
 from sigueme.store.users import authenticate
@@ -282,6 +283,7 @@ class _Phone:
             log.warning("fixes of trip %s not stored", self.trip_id, exc_info=True)
             await self.send(error_frame("not stored, resend", retry=True))
             return
+        await publish_ingest(self.ws.app.state.live_bus, self.trip_id, frame.fixes, result)
         await self.send(ack_frame(result))
 
 

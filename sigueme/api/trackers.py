@@ -45,8 +45,10 @@ from starlette.responses import Response
 
 from sigueme.api.errors import invalid_body
 from sigueme.api.ratelimit import RateLimiter
+from sigueme.bus.live import LiveBus
 from sigueme.errors import Conflict, Invalid, NotFound, Unauthorized
 from sigueme.services.ingest import IncomingFix, ingest
+from sigueme.services.live_feed import publish_ingest
 from sigueme.store import devices as store
 from sigueme.store.devices import Protocol
 from sigueme.store.models import Device, utcnow
@@ -160,6 +162,7 @@ async def _device_and_trip(
 
 async def _feed(
     sessions: async_sessionmaker[AsyncSession],
+    bus: LiveBus | None,
     device: Device,
     trip_id: str,
     fixes: Sequence[TrackerFix],
@@ -191,13 +194,14 @@ async def _feed(
         for fix in fixes
     ]
     try:
-        await ingest(sessions, trip_id, incoming, received_at=received_at)
+        result = await ingest(sessions, trip_id, incoming, received_at=received_at)
     except Invalid as exc:
         return _unreadable(exc)
     except Conflict as exc:
         return _detail(409, str(exc))
     except NotFound as exc:
         return _detail(404, str(exc))
+    await publish_ingest(bus, trip_id, incoming, result)
     return None
 
 
@@ -241,7 +245,7 @@ async def _osmand(
     except _Refused as refused:
         return refused.response
     assert trip_id is not None  # an OsmAnd report always has a fix
-    refusal = await _feed(sessions, device, trip_id, report.fixes, now)
+    refusal = await _feed(sessions, request.app.state.live_bus, device, trip_id, report.fixes, now)
     return refusal if refusal is not None else Response(status_code=200)
 
 
@@ -337,7 +341,7 @@ async def owntracks_report(
         return refused.response
     if fix is not None:
         assert trip_id is not None
-        refusal = await _feed(sessions, device, trip_id, [fix], now)
+        refusal = await _feed(sessions, request.app.state.live_bus, device, trip_id, [fix], now)
         if refusal is not None:
             return refusal
     return JSONResponse([])

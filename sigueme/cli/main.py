@@ -545,3 +545,7 @@ service.register(app)
 from sigueme.cli import maintenance  # noqa: E402
 
 maintenance.register(app, bench_app)
+
+from sigueme.cli import live  # noqa: E402
+
+live.register(app, bench_app)

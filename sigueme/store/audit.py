@@ -25,6 +25,9 @@ class ReadAction(enum.StrEnum):
     """The trip with its last position."""
     TRACK = "trip.track"
     """The trip's location history."""
+    LIVE = "trip.live"
+    """The trip with its last position, on the watchers' live feed, and its positions
+    from then on while the subscription lasts."""
 
 
 async def record_read(

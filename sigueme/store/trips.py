@@ -10,7 +10,7 @@ may see it (:func:`visible_trip`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import shapely
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from sigueme.access import (
     LIVE_ALERT_STATUSES,
@@ -25,6 +26,7 @@ from sigueme.access import (
     Principal,
     Scope,
     TripFacts,
+    can_see,
     require_see,
 )
 from sigueme.errors import Conflict, Invalid, NotFound
@@ -165,6 +167,57 @@ async def visible_trip(
     facts = await trip_facts(session, trip)
     require_see(principal, facts, now)
     return trip, facts
+
+
+async def visible_trips(
+    session: AsyncSession,
+    principal: Principal,
+    trip_ids: Collection[str],
+    now: datetime,
+    *,
+    geometry: bool = True,
+) -> list[tuple[Trip, TripFacts]]:
+    """The trips of ``trip_ids`` that ``principal`` may see at ``now``, with their
+    facts, in three queries whatever their number; the others (unknown or not given)
+    are left out alike. Without ``geometry`` the route and corridor are not loaded."""
+    ids = sorted(set(trip_ids))
+    if not ids:
+        return []
+    query = select(Trip).where(Trip.id.in_(ids))
+    if not geometry:
+        query = query.options(defer(Trip.route), defer(Trip.corridor))
+    trips = (await session.scalars(query)).all()
+    if not trips:
+        return []
+    found = [t.id for t in trips]
+    grants: dict[str, list[Grant]] = {}
+    for s in (await session.scalars(select(Share).where(Share.trip_id.in_(found)))).all():
+        grants.setdefault(s.trip_id, []).append(
+            Grant(
+                share_id=s.id,
+                grantee_id=s.grantee_id,
+                expires_at=s.expires_at,
+                revoked_at=s.revoked_at,
+            )
+        )
+    alerted = set(
+        await session.scalars(
+            select(Alert.trip_id)
+            .where(Alert.trip_id.in_(found), Alert.status.in_(LIVE_ALERT_STATUSES))
+            .distinct()
+        )
+    )
+    out = []
+    for trip in sorted(trips, key=lambda t: t.id):
+        facts = TripFacts(
+            trip_id=trip.id,
+            owner_id=trip.owner_id,
+            grants=tuple(grants.get(trip.id, ())),
+            has_live_alert=trip.id in alerted,
+        )
+        if can_see(principal, facts, now):
+            out.append((trip, facts))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
