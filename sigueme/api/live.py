@@ -27,14 +27,11 @@ runs uvicorn with ``ws_ping_interval=20``, ``ws_ping_timeout=20``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -48,12 +45,13 @@ from sigueme.api.phone_protocol import (
     Fixes,
     FrameError,
     Ping,
-    dumps,
     error_frame,
     field_name,
     parse_frame,
     status_frame,
 )
+from sigueme.api.ratelimit import TokenBucket
+from sigueme.api.sockets import Closed, JsonSocket
 from sigueme.errors import Conflict, Invalid, NotFound
 from sigueme.services.ingest import IngestResult, InvalidFix, ingest, trip_status
 from sigueme.services.live_feed import publish_ingest
@@ -94,36 +92,6 @@ class PhoneLimits:
     """Malformed frames without a good one between them before closing (1008)."""
 
 
-@dataclass(slots=True)
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
-
-    rate: float
-    burst: float
-    clock: Callable[[], float] = time.monotonic
-    tokens: float = field(init=False)
-    stamp: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-        self.stamp = self.clock()
-
-    def take(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens: 0.0 if they were there, else the seconds until they will
-        be (and nothing is taken)."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return 0.0
-        return (n - self.tokens) / self.rate
-
-
-class _Closed(Exception):
-    """End the connection with ``code`` (after it was closed)."""
-
-
 DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -134,71 +102,30 @@ async def phone_socket(websocket: WebSocket, trip_id: str) -> None:
     # Accept first: a websocket refused before it is accepted gets an HTTP 403 and no
     # close code, and the phone could not tell why.
     await websocket.accept()
-    with contextlib.suppress(_Closed, WebSocketDisconnect):
+    with contextlib.suppress(Closed, WebSocketDisconnect):
         await _Phone(websocket, trip_id[:64], limits).run()
 
 
-class _Phone:
+class _Phone(JsonSocket):
+    max_frame_bytes = MAX_FRAME_BYTES
+
     def __init__(self, websocket: WebSocket, trip_id: str, limits: PhoneLimits) -> None:
-        self.ws = websocket
+        super().__init__(
+            websocket,
+            auth_timeout_s=limits.auth_timeout_s,
+            bad_frames_in_a_row=limits.bad_frames_in_a_row,
+        )
         self.trip_id = trip_id
         self.limits = limits
         self.sessions: async_sessionmaker[AsyncSession] = websocket.app.state.sessions
         self.frames = TokenBucket(limits.frames_per_s, limits.frame_burst)
         self.fixes = TokenBucket(limits.fixes_per_s, limits.fix_burst)
         self.strikes = TokenBucket(limits.strikes_per_s, limits.strikes)
-        self.bad_in_a_row = 0
-
-    async def close(self, code: CloseCode, reason: str) -> NoReturn:
-        await self.ws.close(code=int(code), reason=reason)
-        raise _Closed
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send_text(dumps(frame))
-
-    async def receive_text(self) -> str | None:
-        """The next text frame; ``None`` for a binary one. Too big: closed (1009)."""
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text: str | None = message.get("text")
-        if text is None:
-            data: bytes | None = message.get("bytes")
-            if data is not None and len(data) > MAX_FRAME_BYTES:
-                await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
-            return None
-        if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
-            await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
-        return text
 
     # -- authentication --------------------------------------------------------------
 
-    def header_token(self) -> str | None:
-        value = self.ws.headers.get("authorization")
-        if value is None:
-            return None
-        scheme, _, token = value.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
-
     async def authenticate(self) -> None:
-        token = self.header_token()
-        if token is None:
-            try:
-                text = await asyncio.wait_for(self.receive_text(), self.limits.auth_timeout_s)
-            except TimeoutError:
-                await self.close(CloseCode.UNAUTHENTICATED, "no auth frame in time")
-            frame: object = None
-            if text is not None:
-                try:
-                    frame = parse_frame(text)
-                except FrameError:
-                    frame = None
-            if not isinstance(frame, Auth):
-                await self.close(
-                    CloseCode.UNAUTHENTICATED,
-                    'authenticate first: header Authorization: Bearer, or {"type": "auth"}',
-                )
-            token = frame.token
+        token = await self.auth_token(parse_frame, FrameError, Auth)
         async with self.sessions() as session:
             principal = await authenticate(session, token) if token else None
             if principal is None:
@@ -260,9 +187,7 @@ class _Phone:
         return False
 
     async def refuse(self, exc: FrameError) -> None:
-        self.bad_in_a_row += 1
-        if self.bad_in_a_row > self.limits.bad_frames_in_a_row:
-            await self.close(CloseCode.POLICY, "too many malformed frames")
+        await self.bad_frame()
         await self.send(error_frame(exc.reason, field=exc.field, seq=exc.seq))
 
     async def store(self, frame: Fixes) -> None:

@@ -1,10 +1,12 @@
-"""Token-bucket rate limits, per key, in this process.
+"""Token-bucket rate limits: one bucket (:class:`TokenBucket`, the websockets' limits
+per connection), or one per key in this process (:class:`RateLimiter`).
 
-Used for tracker-app devices: a phone reports every few seconds, and after a spell
-offline sends what it buffered in a quick run; a device that keeps sending faster than
-that is refused (429, with when to come back) before its fixes reach the monitor. With
-several worker processes each keeps its own buckets, so the effective limit is at most
-the number of workers times this one: a bound against floods, not an exact quota.
+The keyed limiter is used for tracker-app devices: a phone reports every few seconds,
+and after a spell offline sends what it buffered in a quick run; a device that keeps
+sending faster than that is refused (429, with when to come back) before its fixes
+reach the monitor. With several worker processes each keeps its own buckets, so the
+effective limit is at most the number of workers times this one: a bound against
+floods, not an exact quota.
 """
 
 from __future__ import annotations
@@ -13,6 +15,33 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = field(init=False)
+    stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+        self.stamp = self.clock()
+
+    def take(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens: 0.0 if they were there, else the seconds until they will
+        be (and nothing is taken)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
 
 
 class RateLimiter:
@@ -36,22 +65,18 @@ class RateLimiter:
         self.burst = burst
         self.max_keys = max_keys
         self._clock = clock
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
     def take(self, key: Hashable, cost: float = 1.0) -> float:
         """Take ``cost`` tokens from ``key``'s bucket: ``0.0`` when granted, otherwise
         the seconds to wait until they would be (and nothing is taken). A cost above
         ``burst`` counts as ``burst`` (a large batch needs a full bucket, not more)."""
-        now = self._clock()
-        cost = min(max(cost, 0.0), self.burst)
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= cost:
-            tokens -= cost
-            wait = 0.0
-        else:
-            wait = (cost - tokens) / self.rate
-        self._buckets[key] = (tokens, now)
+        # A new bucket starts full, as a dropped one does.
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, self._clock)
+        wait = bucket.take(min(max(cost, 0.0), self.burst))
+        self._buckets[key] = bucket
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait

@@ -63,7 +63,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Annotated, Any, Final, Literal, NoReturn
+from typing import Annotated, Any, Final, Literal
 
 import shapely.geometry
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -71,8 +71,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sigueme.access import FOREVER, Principal, Scope, visible_until
-from sigueme.api.live import DATABASE_ERRORS, TokenBucket
+from sigueme.api.live import DATABASE_ERRORS
 from sigueme.api.phone_protocol import dumps, error_frame, field_name
+from sigueme.api.ratelimit import TokenBucket
+from sigueme.api.sockets import Closed, JsonSocket
 from sigueme.api.trips import owner_names
 from sigueme.bus.live import QUEUE_SIZE, LiveBus, SubscriberTooSlow, Subscription, Update
 from sigueme.services.ingest import trip_status
@@ -268,27 +270,29 @@ def trip_features(trip: Trip, owner: str) -> list[dict[str, Any]]:
 # -- the connection -------------------------------------------------------------------------
 
 
-class _Closed(Exception):
-    """The connection was closed by the server."""
-
-
 @router.websocket("/live")
 async def watch_socket(websocket: WebSocket) -> None:
     """The watchers' live feed (see the module's doc)."""
     limits: WatchLimits = getattr(websocket.app.state, "watch_limits", WatchLimits())
     await websocket.accept()
-    with contextlib.suppress(_Closed, WebSocketDisconnect):
+    with contextlib.suppress(Closed, WebSocketDisconnect):
         await _Watcher(websocket, limits).run()
 
 
-class _Watcher:
+class _Watcher(JsonSocket):
+    max_frame_bytes = MAX_FRAME_BYTES
+    quiet_close = True
+
     def __init__(self, websocket: WebSocket, limits: WatchLimits) -> None:
-        self.ws = websocket
+        super().__init__(
+            websocket,
+            auth_timeout_s=limits.auth_timeout_s,
+            bad_frames_in_a_row=limits.bad_frames_in_a_row,
+        )
         self.limits = limits
         self.sessions: async_sessionmaker[AsyncSession] = websocket.app.state.sessions
         self.bus: LiveBus | None = websocket.app.state.live_bus
         self.frames = TokenBucket(limits.frames_per_s, limits.frame_burst)
-        self.bad_in_a_row = 0
         self.token = ""
         self.principal = Principal(user_id=None, role=None, name="")
         self.explicit: dict[str, datetime] = {}
@@ -300,28 +304,9 @@ class _Watcher:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def close(self, code: CloseCode, reason: str) -> NoReturn:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await self.ws.close(code=int(code), reason=reason)
-        raise _Closed
-
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.send_lock:
             await self.ws.send_text(dumps(frame))
-
-    async def receive_text(self) -> str | None:
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text: str | None = message.get("text")
-        if text is None:
-            data: bytes | None = message.get("bytes")
-            if data is not None and len(data) > MAX_FRAME_BYTES:
-                await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
-            return None
-        if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode()) > MAX_FRAME_BYTES:
-            await self.close(CloseCode.TOO_BIG, f"frames are at most {MAX_FRAME_BYTES} bytes")
-        return text
 
     def until(self, trip_id: str) -> datetime | None:
         """Until when an update of ``trip_id`` may be sent; ``None``: not followed."""
@@ -331,30 +316,8 @@ class _Watcher:
 
     # -- authentication -----------------------------------------------------------------------
 
-    def header_token(self) -> str | None:
-        value = self.ws.headers.get("authorization")
-        if value is None:
-            return None
-        scheme, _, token = value.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
-
     async def authenticate(self) -> None:
-        token = self.header_token()
-        if token is None:
-            try:
-                text = await asyncio.wait_for(self.receive_text(), self.limits.auth_timeout_s)
-            except TimeoutError:
-                await self.close(CloseCode.UNAUTHENTICATED, "no auth frame in time")
-            frame: object = None
-            if text is not None:
-                with contextlib.suppress(FrameError):
-                    frame = parse_frame(text)
-            if not isinstance(frame, AuthIn):
-                await self.close(
-                    CloseCode.UNAUTHENTICATED,
-                    'authenticate first: header Authorization: Bearer, or {"type": "auth"}',
-                )
-            token = frame.token
+        token = await self.auth_token(parse_frame, FrameError, AuthIn)
         async with self.sessions() as session:
             principal = await authenticate(session, token) if token else None
         if principal is None:
@@ -388,7 +351,7 @@ class _Watcher:
                 tasks.create_task(self.send_forever(self.sub))
                 tasks.create_task(self.drop_when_too_slow(self.sub))
                 tasks.create_task(self.recheck_forever())
-        except* (_Closed, WebSocketDisconnect):
+        except* (Closed, WebSocketDisconnect):
             pass
         finally:
             await self.sub.close()
@@ -466,9 +429,7 @@ class _Watcher:
                 await self.unsubscribe(frame)
 
     async def refuse(self, exc: FrameError) -> None:
-        self.bad_in_a_row += 1
-        if self.bad_in_a_row > self.limits.bad_frames_in_a_row:
-            await self.close(CloseCode.POLICY, "too many malformed frames")
+        await self.bad_frame()
         await self.send(error_frame(exc.reason, field=exc.field))
 
     # -- subscriptions ------------------------------------------------------------------------
