@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -90,6 +91,9 @@ class PhoneLimits:
     """... refilling at this rate: past them, the connection is closed (4429)."""
     bad_frames_in_a_row: int = 20
     """Malformed frames without a good one between them before closing (1008)."""
+    recheck_s: float = 10.0
+    """Before storing, the token is checked again if this long has passed since the last
+    check: a revoked token or a disabled user stops streaming within that time."""
 
 
 DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -121,11 +125,15 @@ class _Phone(JsonSocket):
         self.frames = TokenBucket(limits.frames_per_s, limits.frame_burst)
         self.fixes = TokenBucket(limits.fixes_per_s, limits.fix_burst)
         self.strikes = TokenBucket(limits.strikes_per_s, limits.strikes)
+        self.token = ""
+        self.checked_at = 0.0
 
     # -- authentication --------------------------------------------------------------
 
     async def authenticate(self) -> None:
         token = await self.auth_token(parse_frame, FrameError, Auth)
+        self.token = token or ""
+        self.checked_at = time.monotonic()
         async with self.sessions() as session:
             principal = await authenticate(session, token) if token else None
             if principal is None:
@@ -190,7 +198,18 @@ class _Phone(JsonSocket):
         await self.bad_frame()
         await self.send(error_frame(exc.reason, field=exc.field, seq=exc.seq))
 
+    async def still_authorised(self) -> None:
+        """Close (4401) when the token was revoked or its user disabled meanwhile."""
+        if time.monotonic() - self.checked_at < self.limits.recheck_s:
+            return
+        async with self.sessions() as session:
+            principal = await authenticate(session, self.token)
+        if principal is None:
+            await self.close(CloseCode.UNAUTHENTICATED, "token revoked or user disabled")
+        self.checked_at = time.monotonic()
+
     async def store(self, frame: Fixes) -> None:
+        await self.still_authorised()
         try:
             result = await ingest(self.sessions, self.trip_id, frame.fixes, received_at=utcnow())
         except InvalidFix as exc:

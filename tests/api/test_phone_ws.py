@@ -15,14 +15,15 @@ import pytest_asyncio
 from asgi_websocket import AsgiWebSocket, Closed, connect
 from conftest import Account, AddAccount
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from trip_world import ROUTE
 
 from sigueme.api.live import PhoneLimits
 from sigueme.api.phone_protocol import MAX_FRAME_BYTES
 from sigueme.geo import Route, TripPlan
 from sigueme.store import trips as store
-from sigueme.store.models import Role, Trip, utcnow
+from sigueme.store.models import Fix, Role, Trip, utcnow
+from sigueme.store.users import disable_user
 
 
 @dataclass
@@ -227,6 +228,24 @@ async def test_a_trip_ended_while_streaming_closes_4409(phones: Phones) -> None:
             await ws.receive_json()
     assert closed.value.code == 4409
     assert await phones.track() == []
+
+
+async def test_a_token_revoked_while_streaming_stops_the_stream_4401(phones: Phones) -> None:
+    phones.app.state.phone_limits = PhoneLimits(recheck_s=0.0)
+    async with phones.open() as ws:
+        await ready(ws)
+        await ws.send_json(fix(1))
+        assert (await ws.receive_json())["type"] == "ack"
+        async with phones.app.state.sessions() as session:
+            await disable_user(session, "ana")
+            await session.commit()
+        await ws.send_json(fix(2))
+        with pytest.raises(Closed) as closed:
+            await ws.receive_json()
+    assert closed.value.code == 4401
+    async with phones.app.state.sessions() as session:  # ana can no longer read it herself
+        stored = await session.scalar(select(func.count()).select_from(Fix))
+    assert stored == 1  # the fix sent after the revocation is not stored
 
 
 # -- fixes ---------------------------------------------------------------------------------
