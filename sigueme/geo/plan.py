@@ -59,7 +59,7 @@ class Thresholds:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ThresholdError(f.name, "must be a number")
             if not (lo <= value <= hi):  # also NaN; huge integers compare fine
-                raise ThresholdError(f.name, f"must be between {lo:g} and {hi:g}, got {value}")
+                raise ThresholdError(f.name, f"must be between {lo:g} and {hi:g}")
             if f.type == "int":
                 if value != int(value):
                     raise ThresholdError(f.name, "must be a whole number")

@@ -193,7 +193,8 @@ class Route:
                 raise RouteError("route.geometry", "the Feature has no geometry")
             obj = geometry
         if obj.get("type") != "LineString":
-            raise RouteError("route.type", f"a LineString is expected, got {obj.get('type')!r}")
+            got = repr(obj.get("type"))[:40]  # what was sent, cut short: it is echoed back
+            raise RouteError("route.type", f"a LineString is expected, got {got}")
         return cls(obj.get("coordinates"), field="route.coordinates")  # type: ignore[arg-type]
 
     @classmethod
