@@ -89,6 +89,18 @@ class RouteFormatChoice(enum.StrEnum):
     polyline = "polyline"
 
 
+PolylinePrecision = Annotated[
+    int,
+    typer.Option(
+        min=5, max=6, metavar="5|6", help="Precision of an encoded polyline route (5 or 6)."
+    ),
+]
+RouteFormatOption = Annotated[
+    RouteFormatChoice,
+    typer.Option(help="Route format (auto: detected from the content)."),
+]
+
+
 class TraceFormatChoice(enum.StrEnum):
     auto = "auto"
     csv = "csv"
@@ -280,15 +292,8 @@ def replay_command(
             help="Time zone of trace times written without an offset (refused otherwise).",
         ),
     ] = None,
-    polyline_precision: Annotated[
-        int,
-        typer.Option(
-            min=5, max=6, metavar="5|6", help="Precision of an encoded polyline route (5 or 6)."
-        ),
-    ] = 5,
-    route_format: Annotated[
-        RouteFormatChoice, typer.Option(help="Route format (auto: detected from the content).")
-    ] = RouteFormatChoice.auto,
+    polyline_precision: PolylinePrecision = 5,
+    route_format: RouteFormatOption = RouteFormatChoice.auto,
     trace_format: Annotated[
         TraceFormatChoice, typer.Option(help="Trace format (auto: detected from the content).")
     ] = TraceFormatChoice.auto,
@@ -434,15 +439,8 @@ def simulate_command(
             "--output", "-o", metavar="FILE", help="Output file (default: standard output)."
         ),
     ] = "-",
-    polyline_precision: Annotated[
-        int,
-        typer.Option(
-            min=5, max=6, metavar="5|6", help="Precision of an encoded polyline route (5 or 6)."
-        ),
-    ] = 5,
-    route_format: Annotated[
-        RouteFormatChoice, typer.Option(help="Route format (auto: detected from the content).")
-    ] = RouteFormatChoice.auto,
+    polyline_precision: PolylinePrecision = 5,
+    route_format: RouteFormatOption = RouteFormatChoice.auto,
 ) -> None:
     """Simulate a phone's fixes along a route, as a trace that replay reads.
 
