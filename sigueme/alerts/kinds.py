@@ -49,6 +49,7 @@ class AlertKind(StrEnum):
     BACKTRACKING = "backtracking"
     SIGNAL_LOST = "signal_lost"
     OVERDUE = "overdue"
+    RISK_ZONE = "risk_zone"
 
     @property
     def severity(self) -> Severity:
@@ -69,6 +70,7 @@ _SEVERITY = {
     AlertKind.STOPPED: Severity.MODERATE,
     AlertKind.BACKTRACKING: Severity.MODERATE,
     AlertKind.LATE: Severity.MODERATE,
+    AlertKind.RISK_ZONE: Severity.MODERATE,
 }
 
 _TITLE_ES = {
@@ -79,6 +81,7 @@ _TITLE_ES = {
     AlertKind.BACKTRACKING: "Regresa sobre la ruta",
     AlertKind.SIGNAL_LOST: "Sin señal del teléfono",
     AlertKind.OVERDUE: "No llegó a su destino a tiempo",
+    AlertKind.RISK_ZONE: "Entró a una zona de riesgo",
 }
 
 _RAISES = {

@@ -104,6 +104,10 @@ class User(Base):
     profile: Mapped[str | None] = mapped_column(String(50))
     """Who they are for the police: candidate, campaign, citizen, official, ..."""
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
+    """The traveller's PIN that cancels their alerts (salted, slow hash)."""
+    duress_pin_hash: Mapped[str | None] = mapped_column(String(200))
+    """The duress PIN: looks like a cancel on the phone, raises the alert for the police."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -148,6 +152,18 @@ class Trip(Base):
     distance_m: Mapped[float | None] = mapped_column(Float)
     progress_m: Mapped[float | None] = mapped_column(Float)
     predicted_arrival: Mapped[datetime | None]
+    last_heard_at: Mapped[datetime | None]
+    """Server time the phone was last heard from (any fix, accepted or not)."""
+    silence_timeout_s: Mapped[float] = mapped_column(Float, default=300.0)
+    """A trip in progress not heard from for this long raises ``signal_lost``."""
+    overdue_grace_s: Mapped[float] = mapped_column(Float, default=900.0)
+    """A trip not arrived this long after its planned arrival raises ``overdue``."""
+    silence_alerted_at: Mapped[datetime | None]
+    """When the watchdog last raised ``signal_lost`` (once per silence)."""
+    overdue_alerted_at: Mapped[datetime | None]
+    """When the watchdog raised ``overdue`` (once per trip)."""
+    risk_zones_inside: Mapped[list[int]] = mapped_column(JSON, default=list)
+    """Risk zones the trip's last accepted fix was in (an alert is raised on entry)."""
     # Bounding box of the corridor, for area filters that work on both backends.
     min_lon: Mapped[float] = mapped_column(Float)
     min_lat: Mapped[float] = mapped_column(Float)
@@ -230,6 +246,19 @@ class Alert(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the alert says beyond its columns (trip facts at raise time, condition
+    ended, risk zone, duress...)."""
+    position_at: Mapped[datetime | None]
+    """Device time of the position that raised (or last repeated) it."""
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    battery: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None]
+    unit: Mapped[str | None] = mapped_column(String(100))
+    """The police unit dispatched."""
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    """How it was resolved (assisted, false_alarm, ...)."""
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None]
@@ -244,6 +273,7 @@ class Alert(Base):
             postgresql_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
             sqlite_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
         ),
+        Index("ix_alerts_status_severity", "status", "severity"),
     )
 
 
@@ -256,6 +286,117 @@ class AlertHistory(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(30))
     note: Mapped[str | None] = mapped_column(Text)
+    police_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Never shown to the traveller or monitors (the duress PIN's entry)."""
+
+
+class AlertOutbox(Base):
+    """Alert changes still to put on the police queue (and the watchers' feed, and
+    webhooks): written in the transaction that changes the alert, relayed at least
+    once afterwards (:mod:`sigueme.services.relay`)."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    """raised, repeated, escalated, acknowledged, dispatched, resolved, cancelled, ..."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        Index(
+            "ix_alert_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+    )
+
+
+class PoliceQueueEntry(Base):
+    """The police queue in the embedded default: a Redis Stream with one consumer group,
+    on the database (:class:`sigueme.bus.queue.DatabaseQueue`)."""
+
+    __tablename__ = "police_queue"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    consumer: Mapped[str | None] = mapped_column(String(100))
+    """Who holds it (read and not acknowledged yet); ``None``: never read."""
+    delivered_at: Mapped[datetime | None]
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    acked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_police_queue_acked_consumer", "acked_at", "consumer"),)
+
+
+class Webhook(Base):
+    """An operator's endpoint told of alerts: of the trips a user may see
+    (``user_id``), or all of them."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    """The HMAC-SHA256 key signing each delivery (needed in clear to sign)."""
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One alert change to deliver to one webhook, retried with backoff; every attempt
+    is logged in :class:`WebhookAttempt`."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    alert_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(30))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending, delivered, failed (gave up)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("uq_webhook_deliveries_webhook_outbox", "webhook_id", "outbox_id", unique=True),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[float] = mapped_column(Float)
 
 
 class RiskZone(Base):
