@@ -24,6 +24,14 @@ class Conflict(SiguemeError):
     """The request clashes with the current state (a finished trip, a name taken)."""
 
 
+class TooMany(SiguemeError):
+    """Too many attempts or requests: come back after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Invalid(SiguemeError):
     """Input that passes the schema but not the rules (a route that cannot be followed)."""
 

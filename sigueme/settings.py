@@ -6,10 +6,20 @@ pass explicit settings.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import re
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./sigueme.db"
+DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+DEFAULT_TILE_ATTRIBUTION = "© colaboradores de OpenStreetMap"
+_TILE_CHARS = r"[A-Za-z0-9._~{}/@&=+%!$,-]"
+TILE_URL = re.compile(
+    rf"https?://[A-Za-z0-9.{{}}-]+(:[0-9]{{1,5}})?/{_TILE_CHARS}*(\?{_TILE_CHARS}*)?"
+)
+"""What a tile template may look like: nothing that would break out of the header or
+the page it is written into (no spaces, quotes, semicolons or angle brackets)."""
 
 
 class Settings(BaseSettings):
@@ -34,9 +44,60 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(
         default=3600.0, gt=0, description="How often the background purge runs."
     )
+    escalate_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description="An alert still open (not acknowledged) this long escalates: severity "
+        "one step up and delivered again; and again after as long.",
+    )
+    watchdog_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each worker looks for silent and overdue trips and alerts "
+        "to escalate.",
+    )
+    police_stream: str = Field(
+        default="sigueme:police", description="The Redis Stream of the police queue."
+    )
+    police_group: str = Field(
+        default="policia-morelos", description="The police queue's consumer group."
+    )
+    cap_sender: str = Field(
+        default="sigueme@ces.morelos.gob.mx",
+        description="The CAP 1.2 sender of exported alerts (no spaces, commas or < &).",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000", description="Where people reach this service."
     )
+    tile_url: str = Field(
+        default=DEFAULT_TILE_URL,
+        max_length=500,
+        description="The web map's base-map tiles, an XYZ template with {z}, {x} and {y} "
+        "(and optionally {s}, served from a, b, c): the browser fetches them directly, and "
+        "the pages' Content-Security-Policy allows that host for images. Empty: no base "
+        "map (routes, corridors and positions draw on a plain background).",
+    )
+    tile_attribution: str = Field(
+        default=DEFAULT_TILE_ATTRIBUTION,
+        max_length=300,
+        description="Plain text shown on the map for the tiles (their licence asks for it).",
+    )
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_template(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if not TILE_URL.fullmatch(value):
+            raise ValueError(
+                "an http(s) URL template with {z}, {x} and {y}, without spaces or quotes"
+            )
+        if not all(part in value for part in ("{z}", "{x}", "{y}")):
+            raise ValueError("the template needs {z}, {x} and {y}")
+        return value
 
     @property
     def database_dialect(self) -> str:

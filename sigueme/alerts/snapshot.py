@@ -14,6 +14,9 @@ from typing import Any
 from sigueme.alerts.kinds import AlertKind, Severity
 from sigueme.alerts.lifecycle import AlertStatus, Outcome
 
+LOW_BATTERY = 15.0
+"""Percent under which the battery reads as low in an alert's text."""
+
 
 @dataclass(frozen=True, slots=True)
 class TrackPoint:
@@ -111,7 +114,8 @@ class AlertSnapshot:
         if delay is not None and delay > 60:
             parts.append(f"Llegada prevista con {_minutes(delay)} de retraso.")
         if self.battery is not None:
-            parts.append(f"Batería: {self.battery:.0f} %.")
+            low = " (baja)" if self.battery < LOW_BATTERY else ""
+            parts.append(f"Batería: {self.battery:.0f} %{low}.")
         if self.accuracy is not None:
             parts.append(f"Precisión de la posición: {self.accuracy:.0f} m.")
         if self.traveller.contact:
@@ -130,3 +134,65 @@ def _minutes(seconds: float) -> str:
     if minutes < 120:
         return f"{minutes} minutos"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def alert_dict(alert: AlertSnapshot, now: datetime, *, track: bool = True) -> dict[str, Any]:
+    """The alert as JSON (the API's answer and the police queue's ``alert`` field)."""
+    body: dict[str, Any] = {
+        "id": alert.id,
+        "kind": alert.kind.value,
+        "title": alert.kind.title_es,
+        "severity": int(alert.severity),
+        "severity_label": alert.severity.label_es,
+        "status": alert.status.value,
+        "status_label": alert.status.label_es,
+        "description": alert.description_es(now),
+        "trip": {"id": alert.trip_id, "label": alert.trip_label},
+        "traveller": {
+            "name": alert.traveller.name,
+            "contact": alert.traveller.contact,
+            "profile": alert.traveller.profile,
+        },
+        "opened_at": _iso(alert.opened_at),
+        "updated_at": _iso(alert.updated_at),
+        "closed_at": _iso(alert.closed_at),
+        "count": alert.count,
+        "escalations": alert.escalations,
+        "position": None
+        if alert.lon is None or alert.lat is None
+        else {"type": "Point", "coordinates": [alert.lon, alert.lat]},
+        "position_at": _iso(alert.position_at),
+        "accuracy_m": _round(alert.accuracy),
+        "battery": _round(alert.battery, 0),
+        "distance_m": _round(alert.distance_m),
+        "off_route_since": _iso(alert.off_route_since),
+        "time_off_route_s": _round(alert.time_off_route_s(now), 0),
+        "planned_arrival": _iso(alert.planned_arrival),
+        "predicted_arrival": _iso(alert.predicted_arrival),
+        "delay_s": _round(alert.delay_s, 0),
+        "unit": alert.unit,
+        "outcome": alert.outcome.value if alert.outcome else None,
+        "map_url": alert.map_url,
+        "details": alert.details,
+        "history": [
+            {"at": _iso(h.at), "action": h.action, "by": h.actor, "note": h.note}
+            for h in alert.history
+        ],
+    }
+    if track:
+        body["track"] = {
+            "type": "LineString" if len(alert.track) > 1 else "MultiPoint",
+            "coordinates": [[p.lon, p.lat] for p in alert.track],
+            "times": [_iso(p.t) for p in alert.track],
+        }
+    return body

@@ -19,11 +19,26 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from sigueme import __version__
-from sigueme.api import devices, health, live, shares, trackers, trips, users, watch
+from sigueme.api import (
+    alerts,
+    background,
+    devices,
+    health,
+    live,
+    queue,
+    risk_zones,
+    shares,
+    trackers,
+    trips,
+    users,
+    watch,
+    webhooks,
+)
 from sigueme.api.errors import install_error_handlers
 from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
 from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
 from sigueme.bus.live import LiveBus, LiveMetrics, LocalLiveBus, RedisLiveBus
+from sigueme.services.risk_zones import RiskZoneIndex
 from sigueme.settings import Settings
 from sigueme.store.db import check_schema, make_engine, sessionmaker
 from sigueme.store.retention import purge_forever
@@ -106,10 +121,15 @@ def create_app(
     app.state.lifespan_hooks = []
     app.state.live_metrics = LiveMetrics(app.state.metrics.registry)
     app.state.live_bus = None
+    app.state.risk_zones = RiskZoneIndex()
 
     # -- lifespan hooks ----------------------------------------------------------------
     app.state.lifespan_hooks.append(retention_task)
     app.state.lifespan_hooks.append(live_bus)
+    app.state.lifespan_hooks.append(queue.police_queue)
+    app.state.lifespan_hooks.append(webhooks.webhook_task)
+    app.state.lifespan_hooks.append(background.alert_services)  # after queue and webhooks
+    app.state.relay_wake = None
 
     install_error_handlers(app)
     # Added last runs first: metrics see every answer, including the 413s.
@@ -124,5 +144,9 @@ def create_app(
     app.include_router(live.router)
     app.include_router(watch.router)
     app.include_router(devices.router)
+    app.include_router(risk_zones.router)
+    app.include_router(webhooks.router)
+    app.include_router(queue.router)
+    app.include_router(alerts.router)
     app.include_router(trackers.router)
     return app

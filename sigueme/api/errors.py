@@ -23,6 +23,7 @@ from sigueme.errors import (
     NotFound,
     SchemaOutOfDate,
     SiguemeError,
+    TooMany,
     Unauthorized,
 )
 from sigueme.geo import GeoError
@@ -36,6 +37,7 @@ STATUS: dict[type[SiguemeError], int] = {
     Unauthorized: 401,
     Conflict: 409,
     Invalid: 422,
+    TooMany: 429,
     SchemaOutOfDate: 503,
 }
 """HTTP status of each domain error (a subclass answers as its nearest listed base)."""
@@ -70,6 +72,8 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "5"}
+    if isinstance(exc, TooMany):
+        headers = {"Retry-After": str(max(exc.retry_after_s, 1))}
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 

@@ -14,6 +14,15 @@ in :mod:`sigueme.api.phone_protocol`):
   now stored (the phone may forget them), ``duplicates`` those among them that were
   stored already (a resend). A database failure answers ``{"type": "error", "reason":
   "not stored, resend", "retry": true}`` instead: resend, it is harmless.
+- ``sos``: its fix (if any) is stored as a fix frame's would be, then the trip's SOS
+  alert is raised at that position (else at the trip's last known one), at the highest
+  severity and at once: ``{"type": "sos_ack", "alert_id": ..., "seq": ...}`` once it is
+  committed. It works on an ended trip too. A database failure answers an error frame
+  with ``"retry": true``: send it again.
+- ``cancel`` with the traveller's PIN: ``{"type": "cancelled", "count": n}`` (the
+  trip's live alerts cancelled). The duress PIN answers exactly the same, and tells
+  the police instead. A wrong PIN: an error frame (``"field": "pin"``); at most five
+  attempts per 15 minutes.
 - ``ping``: ``{"type": "pong"}``.
 - anything malformed: ``{"type": "error", "reason": ..., "field": ..., "seq": ...}``;
   nothing in that frame was stored and the connection stays open.
@@ -39,13 +48,17 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from sigueme.api.alerts import PIN_ATTEMPTS
+from sigueme.api.fixes_in import take_fixes, take_sos, wake_relay
 from sigueme.api.phone_protocol import (
     MAX_FIXES_PER_FRAME,
     MAX_FRAME_BYTES,
     Auth,
+    Cancel,
     Fixes,
     FrameError,
     Ping,
+    Sos,
     error_frame,
     field_name,
     parse_frame,
@@ -53,9 +66,10 @@ from sigueme.api.phone_protocol import (
 )
 from sigueme.api.ratelimit import TokenBucket
 from sigueme.api.sockets import Closed, JsonSocket
-from sigueme.errors import Conflict, Invalid, NotFound
-from sigueme.services.ingest import IngestResult, InvalidFix, ingest, trip_status
+from sigueme.errors import Conflict, Forbidden, Invalid, NotFound
+from sigueme.services.ingest import IngestResult, InvalidFix, trip_status
 from sigueme.services.live_feed import publish_ingest
+from sigueme.services.traveller import cancel_with_pin
 from sigueme.store.models import TripStatus, utcnow
 from sigueme.store.trips import get_trip
 from sigueme.store.users import authenticate
@@ -126,6 +140,7 @@ class _Phone(JsonSocket):
         self.fixes = TokenBucket(limits.fixes_per_s, limits.fix_burst)
         self.strikes = TokenBucket(limits.strikes_per_s, limits.strikes)
         self.token = ""
+        self.user_id = 0
         self.checked_at = 0.0
 
     # -- authentication --------------------------------------------------------------
@@ -144,6 +159,7 @@ class _Phone(JsonSocket):
                 await self.close(CloseCode.NOT_FOUND, "no such trip")
             if trip.status != TripStatus.ACTIVE.value:
                 await self.close(CloseCode.ENDED, f"the trip is {trip.status}")
+            self.user_id = principal.user_id
             status = trip_status(trip)
         await self.send(
             {
@@ -178,6 +194,10 @@ class _Phone(JsonSocket):
                 await self.send({"type": "pong"})
             elif isinstance(frame, Auth):
                 await self.send(error_frame("already authenticated", field="type"))
+            elif isinstance(frame, Sos):
+                await self.sos(frame)
+            elif isinstance(frame, Cancel):
+                await self.cancel(frame)
             elif isinstance(frame, Fixes) and await self.within_rate(
                 self.fixes, len(frame.fixes), "too many fixes"
             ):
@@ -208,10 +228,63 @@ class _Phone(JsonSocket):
             await self.close(CloseCode.UNAUTHENTICATED, "token revoked or user disabled")
         self.checked_at = time.monotonic()
 
+    async def sos(self, frame: Sos) -> None:
+        await self.still_authorised()
+        seq = frame.fix.seq if frame.fix is not None else None
+        if frame.fix is not None:
+            # Stored first, so the alert's track ends where the SOS was sent; a trip that
+            # ended or a refused fix still lets the SOS through.
+            with contextlib.suppress(Invalid, Conflict, *DATABASE_ERRORS):
+                result = await take_fixes(
+                    self.ws.app.state, self.trip_id, (frame.fix,), received_at=utcnow()
+                )
+                await publish_ingest(self.ws.app.state.live_bus, self.trip_id, (frame.fix,), result)
+        try:
+            raised = await take_sos(
+                self.ws.app.state,
+                self.trip_id,
+                source="phone",
+                now=utcnow(),
+                fix=frame.fix,
+                note=frame.note,
+            )
+        except NotFound:
+            await self.close(CloseCode.NOT_FOUND, "no such trip")
+        except DATABASE_ERRORS:
+            log.error("SOS of trip %s not stored", self.trip_id, exc_info=True)
+            await self.send(error_frame("SOS not stored, send it again", retry=True, seq=seq))
+            return
+        await self.send({"type": "sos_ack", "alert_id": raised.alert_id, "seq": seq})
+
+    async def cancel(self, frame: Cancel) -> None:
+        await self.still_authorised()
+        wait = PIN_ATTEMPTS.take(("pin", self.user_id, self.trip_id))
+        if wait > 0:
+            await self.send(
+                error_frame("too many PIN attempts", field="pin", retry=True, retry_after_s=wait)
+            )
+            return
+        try:
+            result = await cancel_with_pin(
+                self.sessions, self.trip_id, user_id=self.user_id, pin=frame.pin
+            )
+        except NotFound:
+            await self.close(CloseCode.NOT_FOUND, "no such trip")
+        except Forbidden as exc:
+            await self.send(error_frame(str(exc), field="pin"))
+            return
+        except DATABASE_ERRORS:
+            await self.send(error_frame("not stored, send it again", retry=True))
+            return
+        wake_relay(self.ws.app.state, result.changes)
+        await self.send({"type": "cancelled", "count": result.cancelled})
+
     async def store(self, frame: Fixes) -> None:
         await self.still_authorised()
         try:
-            result = await ingest(self.sessions, self.trip_id, frame.fixes, received_at=utcnow())
+            result = await take_fixes(
+                self.ws.app.state, self.trip_id, frame.fixes, received_at=utcnow()
+            )
         except InvalidFix as exc:
             name = f"fixes[{exc.index}].{exc.field}" if frame.batch else exc.field
             await self.send(error_frame(exc.reason, field=name, seq=exc.seq))

@@ -6,6 +6,9 @@ Frames are JSON text, at most :data:`MAX_FRAME_BYTES` (128 KiB). From the phone:
     {"type": "fix", "seq": 12, "t": ..., "lat": 18.92, "lon": -99.23,
      "accuracy": 8, "speed": 12.5, "heading": 270, "battery": 80}
     {"type": "fixes", "fixes": [{"seq": 12, "t": ..., ...}, ...]}   up to 500
+    {"type": "sos", "fix": {"seq": 13, "t": ..., "lat": ..., "lon": ...}, "note": "..."}
+                                                     fix and note optional
+    {"type": "cancel", "pin": "1234"}                cancel the trip's live alerts
     {"type": "ping"}
 
 ``t`` is the device time: an ISO 8601 string with a zone (``"2026-05-28T14:00:05Z"``),
@@ -124,6 +127,21 @@ class FixesIn(BaseModel):
     fixes: list[FixIn] = Field(min_length=1, max_length=MAX_FIXES_PER_FRAME)
 
 
+class SosIn(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["sos"]
+    fix: FixIn | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class CancelIn(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["cancel"]
+    pin: str = Field(min_length=1, max_length=8)
+
+
 class AuthIn(BaseModel):
     model_config = _STRICT
 
@@ -148,9 +166,27 @@ class Ping:
     pass
 
 
-Frame = Auth | Fixes | Ping
+@dataclass(frozen=True, slots=True)
+class Sos:
+    fix: IncomingFix | None
+    """Where the phone was (stored like any fix first), if it knew."""
+    note: str | None
 
-_MODELS: dict[str, type[BaseModel]] = {"fix": FixIn, "fixes": FixesIn, "auth": AuthIn}
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    pin: str
+
+
+Frame = Auth | Fixes | Ping | Sos | Cancel
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "fix": FixIn,
+    "fixes": FixesIn,
+    "auth": AuthIn,
+    "sos": SosIn,
+    "cancel": CancelIn,
+}
 
 
 def _no_constants(name: str) -> Any:
@@ -173,13 +209,18 @@ def parse_frame(text: str) -> Frame:
         return Ping()
     model = _MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise FrameError("unknown frame type: one of auth, fix, fixes, ping", "type")
+        raise FrameError("unknown frame type: one of auth, fix, fixes, sos, cancel, ping", "type")
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:
         raise _frame_error(raw, exc) from None
     if isinstance(parsed, AuthIn):
         return Auth(parsed.token)
+    if isinstance(parsed, SosIn):
+        fix = parsed.fix.incoming() if parsed.fix is not None else None
+        return Sos(fix, (parsed.note or "").strip() or None)
+    if isinstance(parsed, CancelIn):
+        return Cancel(parsed.pin)
     if isinstance(parsed, FixesIn):
         return Fixes(tuple(f.incoming() for f in parsed.fixes), batch=True)
     assert isinstance(parsed, FixIn)

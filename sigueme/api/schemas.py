@@ -114,6 +114,18 @@ class TripCreate(_In):
         description="Overrides of the monitoring thresholds, by name.",
     )
     label: str | None = Field(None, max_length=MAX_LABEL)
+    silence_timeout_s: float = Field(
+        300.0,
+        ge=60,
+        le=3600,
+        description="Not heard from for this long while in progress: signal_lost alert.",
+    )
+    overdue_grace_s: float = Field(
+        900.0,
+        ge=0,
+        le=6 * 3600,
+        description="Not arrived this long after the planned arrival: overdue alert.",
+    )
 
 
 # -- trips out -------------------------------------------------------------------------
@@ -138,6 +150,8 @@ class PlanOut(_Out):
     route_length_m: float
     stops: list[StopOut]
     thresholds: dict[str, float] = Field(description="Overrides only; the rest are defaults.")
+    silence_timeout_s: float
+    overdue_grace_s: float
 
 
 class LastFix(_Out):

@@ -25,8 +25,9 @@ acknowledged and ignored. Answers 200 with ``[]`` (nothing for the phone), and t
 
 These apps number nothing, so each fix's sequence number is its device time in
 milliseconds: an app resending a fix it was not sure got through sends the same time,
-and the fix is stored once. An ``alarm`` (``sos`` from Traccar Client's SOS button) is
-logged and the fix stored like any other; raising the alert is the alerts' part.
+and the fix is stored once. ``alarm=sos`` (Traccar Client's SOS button) stores the fix
+like any other and then raises the trip's SOS alert at that position, committed before
+the answer; other alarms are logged.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from sigueme.api.errors import invalid_body
+from sigueme.api.fixes_in import take_fixes, take_sos
 from sigueme.api.ratelimit import RateLimiter
-from sigueme.bus.live import LiveBus
 from sigueme.errors import Conflict, Invalid, NotFound, Unauthorized
-from sigueme.services.ingest import IncomingFix, ingest
+from sigueme.services.ingest import IncomingFix
 from sigueme.services.live_feed import publish_ingest
 from sigueme.store import devices as store
 from sigueme.store.devices import Protocol
@@ -161,25 +162,13 @@ async def _device_and_trip(
 
 
 async def _feed(
-    sessions: async_sessionmaker[AsyncSession],
-    bus: LiveBus | None,
+    state: Any,
     device: Device,
     trip_id: str,
     fixes: Sequence[TrackerFix],
     received_at: datetime,
 ) -> Response | None:
     """Hand ``fixes`` to the path of a fix; ``None`` once stored, else the refusal."""
-    for fix in fixes:
-        if fix.alarm is not None:
-            # SOS handling comes with the alerts; until then it must at least be seen.
-            log.warning(
-                "tracker alarm %r from %s device %d on trip %s (fix at %.0f)",
-                fix.alarm,
-                device.protocol,
-                device.id,
-                trip_id,
-                fix.t,
-            )
     incoming = [
         IncomingFix(
             seq=fix.seq,
@@ -193,16 +182,32 @@ async def _feed(
         )
         for fix in fixes
     ]
+    sos = [i for fix, i in zip(fixes, incoming, strict=True) if fix.sos]
+    for fix in fixes:
+        if fix.alarm is not None and not fix.sos:
+            log.info("tracker alarm %r from %s device %d", fix.alarm, device.protocol, device.id)
     try:
-        result = await ingest(sessions, trip_id, incoming, received_at=received_at)
+        result = await take_fixes(state, trip_id, incoming, received_at=received_at)
     except Invalid as exc:
         return _unreadable(exc)
     except Conflict as exc:
-        return _detail(409, str(exc))
+        if not sos:
+            return _detail(409, str(exc))
+        result = None  # the trip ended, but an SOS still reaches the police
     except NotFound as exc:
         return _detail(404, str(exc))
-    await publish_ingest(bus, trip_id, incoming, result)
+    if sos:
+        # After the fixes: the alert carries the position the SOS was sent from.
+        await take_sos(
+            state, trip_id, source=device.protocol, now=received_at, fix=max(sos, key=_time)
+        )
+    if result is not None:
+        await publish_ingest(state.live_bus, trip_id, incoming, result)
     return None
+
+
+def _time(fix: IncomingFix) -> float:
+    return fix.t
 
 
 # -- OsmAnd / Traccar Client ---------------------------------------------------------------
@@ -245,7 +250,7 @@ async def _osmand(
     except _Refused as refused:
         return refused.response
     assert trip_id is not None  # an OsmAnd report always has a fix
-    refusal = await _feed(sessions, request.app.state.live_bus, device, trip_id, report.fixes, now)
+    refusal = await _feed(request.app.state, device, trip_id, report.fixes, now)
     return refusal if refusal is not None else Response(status_code=200)
 
 
@@ -341,7 +346,7 @@ async def owntracks_report(
         return refused.response
     if fix is not None:
         assert trip_id is not None
-        refusal = await _feed(sessions, request.app.state.live_bus, device, trip_id, [fix], now)
+        refusal = await _feed(request.app.state, device, trip_id, [fix], now)
         if refusal is not None:
             return refusal
     return JSONResponse([])

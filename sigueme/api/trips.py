@@ -221,6 +221,8 @@ def trip_out(trip: Trip, owner: str) -> TripOut:
                     for s in trip.stops
                 ],
                 thresholds=trip.thresholds,
+                silence_timeout_s=trip.silence_timeout_s,
+                overdue_grace_s=trip.overdue_grace_s,
             ),
             "route": _geometry(trip.route),
             "corridor": _geometry(trip.corridor),
@@ -318,6 +320,8 @@ async def create_trip(
         plan=plan,
         overrides=overrides,
         label=label or None,
+        silence_timeout_s=body.silence_timeout_s,
+        overdue_grace_s=body.overdue_grace_s,
     )
     await session.commit()
     response.headers["Location"] = f"/v1/trips/{trip.id}"

@@ -30,8 +30,12 @@ Frames to the watcher:
   last ``position`` Point. Each trip of a snapshot is written to the audit log
   (``trip.live``) before the snapshot leaves.
 - then each update as it happens: a GeoJSON Feature, ``"kind": "position"`` or
-  ``"status"`` (:mod:`sigueme.services.live_feed`). Updates of different workers may
-  arrive out of order: keep the newest by ``properties.t``.
+  ``"status"`` (:mod:`sigueme.services.live_feed`), or ``"kind": "alert"`` when one of
+  the trip's alerts is raised, repeated, escalated or worked (``properties.event``,
+  ``properties.alert``: :mod:`sigueme.services.relay`; the geometry is where it was
+  raised). A dispatcher's area takes in a trip the moment it gets an alert there.
+  Updates of different workers may arrive out of order: keep the newest by
+  ``properties.t``.
 - ``{"type": "unsubscribed", "trips": [...], "reason": ...}`` when trips stop: asked
   for, ``"access ended"`` (a share expired or was revoked, an alert resolved), ``"left
   the area"``.
@@ -371,6 +375,11 @@ class _Watcher(JsonSocket):
 
     async def forward(self, update: Update) -> None:
         until = self.until(update.trip_id)
+        if until is None and self.area is not None and _is_alert(update):
+            # A dispatcher sees trips with a live alert: one just raised in the area
+            # joins it now (snapshot first), not at the next re-check.
+            await self.refresh_area()
+            until = self.until(update.trip_id)
         if until is None:
             return
         if utcnow() >= until:
@@ -589,6 +598,11 @@ class _Watcher(JsonSocket):
                 self.explicit[trip_id] = until
         if lost:
             await self.lose(lost, "access ended")
+        await self.refresh_area()
+
+    async def refresh_area(self) -> None:
+        """Ask the area again: snapshots of trips that entered it, word of those that
+        left."""
         if self.area is None:
             return
         async with self.send_lock:
@@ -604,3 +618,8 @@ class _Watcher(JsonSocket):
             await self.send(
                 {"type": "unsubscribed", "trips": sorted(left), "reason": "left the area"}
             )
+
+
+def _is_alert(update: Update) -> bool:
+    properties = update.data.get("properties")
+    return isinstance(properties, dict) and properties.get("kind") == "alert"

@@ -25,15 +25,27 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
 
+from sigueme.alerts.kinds import AlertKind, alert_kind_for, cleared_by
 from sigueme.errors import Conflict, Invalid, NotFound
-from sigueme.geo import Evaluation, Fix, FixError, MonitorState, TripMonitor, TripPlan, Verdict
+from sigueme.geo import (
+    Evaluation,
+    EventKind,
+    Fix,
+    FixError,
+    MonitorState,
+    TripMonitor,
+    TripPlan,
+    Verdict,
+)
+from sigueme.geo.monitor import Event
+from sigueme.services.alerts import AlertChange, Position, end_condition, raise_alert
 from sigueme.store.models import Fix as FixModel
 from sigueme.store.models import Trip, utcnow
 from sigueme.store.models import TripStatus as TripLifecycle
@@ -111,6 +123,22 @@ class IngestResult:
     outcomes: tuple[FixOutcome, ...]
     """One per incoming fix, in the order given."""
     status: TripStatus
+    alerts: tuple[AlertChange, ...] = ()
+    """Alerts raised, repeated or whose condition ended, committed with the fixes (the
+    caller wakes the relay that puts them on the police queue)."""
+
+
+class ZoneHit(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
+
+class ZoneLookup(Protocol):
+    """The operator's risk zones (:class:`sigueme.services.risk_zones.RiskZoneIndex`)."""
+
+    def zones_at(self, lon: float, lat: float) -> Sequence[ZoneHit]: ...
 
 
 class InvalidFix(Invalid):
@@ -148,6 +176,7 @@ async def ingest(
     fixes: Sequence[IncomingFix],
     *,
     received_at: datetime,
+    zones: ZoneLookup | None = None,
 ) -> IngestResult:
     """Evaluate and store ``fixes`` of trip ``trip_id``, received at ``received_at``.
 
@@ -173,7 +202,7 @@ async def ingest(
     received = received_at.astimezone(UTC)
 
     async with sessions() as session, session.begin():
-        trip = await _locked_trip(session, trip_id)
+        trip = await locked_trip(session, trip_id)
         if trip.status != TripLifecycle.ACTIVE.value:
             raise Conflict(f"the trip is {trip.status}: it takes no more fixes")
         seqs = {f.seq for f, _ in checked if f.seq is not None}
@@ -188,6 +217,7 @@ async def ingest(
             await _plan(session, trip), MonitorState.from_dict(trip.monitor_state)
         )
         outcomes: list[FixOutcome] = []
+        raised: list[tuple[Event, Fix]] = []
         new_rows: list[dict[str, Any]] = []
         newest: Evaluation | None = None
         newest_fix: Fix | None = None
@@ -201,6 +231,7 @@ async def ingest(
             ev = monitor.update(fix, now=now)
             if ev.verdict is Verdict.ACCEPTED:
                 newest, newest_fix = ev, fix
+            raised.extend((e, fix) for e in ev.events)
             outcomes.append(
                 FixOutcome(
                     incoming.seq,
@@ -241,9 +272,112 @@ async def ingest(
             trip.distance_m = _finite(newest.distance_m)
             trip.progress_m = _finite(newest.progress_m)
             trip.predicted_arrival = _time(newest.predicted_arrival)
+        changes = await _alerts(session, trip, raised, newest_fix, zones, received)
+        # Heard from: the watchdog's silence deadline moves on.
+        trip.last_heard_at = received
+        trip.silence_deadline = received + timedelta(seconds=trip.silence_timeout_s)
         status = trip_status(trip)
     # The transaction has committed (leaving the block without an exception commits).
-    return IngestResult(tuple(outcomes), status)
+    return IngestResult(tuple(outcomes), status, tuple(changes))
+
+
+_ENDED_BY: Final = {
+    EventKind.ARRIVED: ((AlertKind.LATE, "llegó a su destino"), (AlertKind.OVERDUE, "llegó")),
+}
+_REASON_ES: Final = {
+    EventKind.BACK_ON_ROUTE: "regresó a la ruta",
+    EventKind.MOVING: "en movimiento de nuevo",
+    EventKind.ON_SCHEDULE: "de nuevo a tiempo",
+}
+
+
+async def _alerts(
+    session: AsyncSession,
+    trip: Trip,
+    events: Sequence[tuple[Event, Fix]],
+    newest_fix: Fix | None,
+    zones: ZoneLookup | None,
+    received: datetime,
+) -> list[AlertChange]:
+    """Alerts from this call's events (in the order they happened), the risk zones the
+    newest position entered, and the end of a silence: in the fixes' transaction."""
+    changes: list[AlertChange] = []
+    for event, fix in events:
+        when = datetime.fromtimestamp(event.t, UTC)
+        kind = alert_kind_for(event.kind)
+        if kind is not None:
+            details: dict[str, Any] = {"event": event.kind.value}
+            if math.isfinite(event.delay_s):
+                details["delay_s"] = round(event.delay_s)
+            if kind is AlertKind.OFF_ROUTE:
+                details["off_route_since"] = when.isoformat()
+            position = Position(
+                lon=event.lon,
+                lat=event.lat,
+                t=when,
+                accuracy=fix.accuracy,
+                battery=fix.battery,
+                distance_m=_finite(event.distance_m),
+            )
+            changes.append(
+                await raise_alert(
+                    session, trip, kind, now=received, position=position, details=details
+                )
+            )
+        ended = cleared_by(event.kind)
+        pairs = ((ended, _REASON_ES.get(event.kind, event.kind.value)),) if ended else ()
+        for ended_kind, reason in pairs or _ENDED_BY.get(event.kind, ()):
+            change = await end_condition(session, trip, ended_kind, now=received, reason=reason)
+            if change is not None:
+                changes.append(change)
+    if (
+        trip.silence_alerted_at is not None
+        and trip.silence_deadline is not None
+        and trip.silence_deadline <= trip.silence_alerted_at
+    ):
+        # The first fix after a signal_lost alert (the deadline has not moved since).
+        change = await end_condition(
+            session, trip, AlertKind.SIGNAL_LOST, now=received, reason="señal recuperada"
+        )
+        if change is not None:
+            changes.append(change)
+    if newest_fix is not None and zones is not None:
+        changes.extend(await _risk_zones(session, trip, newest_fix, zones, received))
+    return changes
+
+
+async def _risk_zones(
+    session: AsyncSession, trip: Trip, fix: Fix, zones: ZoneLookup, received: datetime
+) -> list[AlertChange]:
+    hits = zones.zones_at(fix.lon, fix.lat)
+    inside = {h.id for h in hits}
+    before = set(trip.risk_zones_inside or ())
+    if inside == before:
+        return []
+    trip.risk_zones_inside = sorted(inside)
+    changes = []
+    for hit in hits:
+        if hit.id in before:
+            continue
+        position = Position(
+            lon=fix.lon,
+            lat=fix.lat,
+            t=datetime.fromtimestamp(fix.t, UTC),
+            accuracy=fix.accuracy,
+            battery=fix.battery,
+            distance_m=trip.distance_m,
+        )
+        changes.append(
+            await raise_alert(
+                session,
+                trip,
+                AlertKind.RISK_ZONE,
+                now=received,
+                position=position,
+                details={"risk_zone_id": hit.id, "risk_zone_name": hit.name},
+            )
+        )
+    return changes
 
 
 def _checked(index: int, incoming: IncomingFix) -> tuple[IncomingFix, Fix]:
@@ -267,7 +401,7 @@ def _checked(index: int, incoming: IncomingFix) -> tuple[IncomingFix, Fix]:
     return incoming, fix
 
 
-async def _locked_trip(session: AsyncSession, trip_id: str) -> Trip:
+async def locked_trip(session: AsyncSession, trip_id: str) -> Trip:
     """The trip's row, locked against other ingests until the transaction ends."""
     # The geometries are large and only needed to build a plan not cached yet.
     query = select(Trip).where(Trip.id == trip_id).options(defer(Trip.route), defer(Trip.corridor))

@@ -28,6 +28,10 @@ class ReadAction(enum.StrEnum):
     LIVE = "trip.live"
     """The trip with its last position, on the watchers' live feed, and its positions
     from then on while the subscription lasts."""
+    ALERT = "trip.alert"
+    """An alert of the trip, with its position and the track before it."""
+    ALERTS = "trip.alerts"
+    """The alerts of the trip (in the queue, or the trip's list), with their positions."""
 
 
 async def record_read(

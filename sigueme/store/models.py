@@ -158,8 +158,14 @@ class Trip(Base):
     """A trip in progress not heard from for this long raises ``signal_lost``."""
     overdue_grace_s: Mapped[float] = mapped_column(Float, default=900.0)
     """A trip not arrived this long after its planned arrival raises ``overdue``."""
+    silence_deadline: Mapped[datetime | None]
+    """When the trip counts as silent if nothing more is heard: departure, then the
+    last fix received, plus ``silence_timeout_s``."""
     silence_alerted_at: Mapped[datetime | None]
-    """When the watchdog last raised ``signal_lost`` (once per silence)."""
+    """When the watchdog last raised ``signal_lost`` (once per silence: again only
+    after a fix moved ``silence_deadline`` past it)."""
+    overdue_at: Mapped[datetime | None]
+    """Planned arrival plus ``overdue_grace_s``."""
     overdue_alerted_at: Mapped[datetime | None]
     """When the watchdog raised ``overdue`` (once per trip)."""
     risk_zones_inside: Mapped[list[int]] = mapped_column(JSON, default=list)
@@ -175,6 +181,8 @@ class Trip(Base):
 
     __table_args__ = (
         Index("ix_trips_status_bbox", "status", "min_lon", "max_lon", "min_lat", "max_lat"),
+        Index("ix_trips_status_silence_deadline", "status", "silence_deadline"),
+        Index("ix_trips_status_overdue_at", "status", "overdue_at"),
     )
 
 
@@ -305,6 +313,8 @@ class AlertOutbox(Base):
     """raised, repeated, escalated, acknowledged, dispatched, resolved, cancelled, ..."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    """A relay took it until then (another relay leaves it alone meanwhile)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
 
@@ -372,7 +382,7 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(30))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="pending")
-    """pending, delivered, failed (gave up)."""
+    """pending, delivered, failed (gave up), cancelled (its webhook was disabled)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]

@@ -55,6 +55,8 @@ async def create_trip(
     plan: TripPlan,
     overrides: Mapping[str, float],
     label: str | None,
+    silence_timeout_s: float = 300.0,
+    overdue_grace_s: float = 900.0,
 ) -> Trip:
     """Store a trip filed by ``owner_id`` from a validated ``plan``.
 
@@ -96,6 +98,11 @@ async def create_trip(
         min_lat=min_lat,
         max_lon=max_lon,
         max_lat=max_lat,
+        silence_timeout_s=silence_timeout_s,
+        overdue_grace_s=overdue_grace_s,
+        # The watchdog's deadlines: silent from departure on; overdue after arrival.
+        silence_deadline=_utc(plan.departure + silence_timeout_s),
+        overdue_at=_utc(plan.arrival + overdue_grace_s),
     )
     session.add(trip)
     await session.flush()

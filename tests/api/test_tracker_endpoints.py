@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -173,22 +172,31 @@ async def test_a_trailing_slash_works_too(api: Api) -> None:
     assert len(await api.track(ana, trip_id)) == 1
 
 
-async def test_sos_is_logged_and_the_fix_stored(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+async def test_sos_stores_the_fix_and_raises_the_sos_alert_there(api: Api) -> None:
     ana, trip_id, ident, path = await _osmand_device(api)
     params = {
         "id": ident,
-        "lat": ROUTE[0][1],
-        "lon": ROUTE[0][0],
+        "lat": ROUTE[1][1],
+        "lon": ROUTE[1][0],
         "timestamp": _recent(1),
         "alarm": "sos",
+        "batt": "23",
     }
-    with caplog.at_level(logging.WARNING, logger="sigueme.api.trackers"):
-        response = await api.client.post(path, content=urlencode(params), headers=FORM)
+    response = await api.client.post(path, content=urlencode(params), headers=FORM)
     assert response.status_code == 200
     assert len(await api.track(ana, trip_id)) == 1
-    assert any(
-        "alarm 'sos'" in r.getMessage() and trip_id in r.getMessage() for r in caplog.records
-    )
+    # Committed before the answer: the dispatchers' queue has it already.
+    police = await api.user("despacho", "dispatcher")
+    queue = (await api.client.get("/v1/alerts?kind=sos", headers=police)).json()["alerts"]
+    assert [(a["kind"], a["severity"], a["trip"]["id"]) for a in queue] == [("sos", 4, trip_id)]
+    assert queue[0]["position"]["coordinates"] == ROUTE[1]
+    assert queue[0]["battery"] == 23
+    assert queue[0]["details"]["source"] == "osmand"
+    # Pressed again: the same live alert, counted.
+    params["timestamp"] = _recent(2)
+    assert (await api.client.post(path, content=urlencode(params), headers=FORM)).status_code == 200
+    queue = (await api.client.get("/v1/alerts?kind=sos", headers=police)).json()["alerts"]
+    assert [(a["kind"], a["count"]) for a in queue] == [("sos", 2)]
 
 
 async def test_unknown_devices_and_wrong_secrets_are_refused(api: Api) -> None:

@@ -605,6 +605,9 @@ async def test_every_route_is_documented(api: Api) -> None:
         ("get", "/v1/trips/{trip_id}/shares"),
         ("post", "/v1/trips/{trip_id}/links"),
         ("delete", "/v1/shares/{share_id}"),
+        ("get", "/v1/trips/{trip_id}/alerts"),
+        ("post", "/v1/trips/{trip_id}/sos"),
+        ("post", "/v1/trips/{trip_id}/cancel-alerts"),
     }
     for (method, path), op in routes.items():
         assert op["summary"], (method, path)

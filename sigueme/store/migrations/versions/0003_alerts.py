@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("event", sa.String(length=30), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.ForeignKeyConstraint(
@@ -180,14 +181,22 @@ def upgrade() -> None:
             sa.Column("overdue_grace_s", sa.Float(), nullable=False, server_default="900")
         )
         batch_op.add_column(
+            sa.Column("silence_deadline", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
             sa.Column("silence_alerted_at", sa.DateTime(timezone=True), nullable=True)
         )
+        batch_op.add_column(sa.Column("overdue_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column("overdue_alerted_at", sa.DateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
             sa.Column("risk_zones_inside", sa.JSON(), nullable=False, server_default="[]")
         )
+        batch_op.create_index(
+            "ix_trips_status_silence_deadline", ["status", "silence_deadline"], unique=False
+        )
+        batch_op.create_index("ix_trips_status_overdue_at", ["status", "overdue_at"], unique=False)
 
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pin_hash", sa.String(length=200), nullable=True))
@@ -200,7 +209,11 @@ def downgrade() -> None:
         batch_op.drop_column("pin_hash")
 
     with op.batch_alter_table("trips", schema=None) as batch_op:
+        batch_op.drop_index("ix_trips_status_overdue_at")
+        batch_op.drop_index("ix_trips_status_silence_deadline")
         batch_op.drop_column("risk_zones_inside")
+        batch_op.drop_column("overdue_at")
+        batch_op.drop_column("silence_deadline")
         batch_op.drop_column("overdue_alerted_at")
         batch_op.drop_column("silence_alerted_at")
         batch_op.drop_column("overdue_grace_s")
