@@ -38,6 +38,7 @@ from sigueme.api.errors import install_error_handlers
 from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
 from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
 from sigueme.bus.live import LiveBus, LiveMetrics, LocalLiveBus, RedisLiveBus
+from sigueme.services.batcher import IngestBatcher
 from sigueme.services.risk_zones import RiskZoneIndex
 from sigueme.settings import Settings
 from sigueme.store.db import check_schema, make_engine, sessionmaker
@@ -57,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_schema(engine)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine)
+        app.state.ingest_batcher = IngestBatcher(app.state.sessions)
         app.state.redis = None
         if settings.redis_url is not None:
             # Connects lazily: a Redis that is down at start does not stop the service.

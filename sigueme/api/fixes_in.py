@@ -1,5 +1,6 @@
 """The one way the API hands fixes to the path of a fix, whatever the channel: the
-worker's risk zones refreshed when due, :func:`~sigueme.services.ingest.ingest`, and the
+worker's risk zones refreshed when due, the worker's group commit
+(:class:`~sigueme.services.batcher.IngestBatcher`), and the
 outbox relay woken when the fixes raised alerts (so they reach the police queue at
 once); and SOS from any channel."""
 
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sigueme.services.alerts import AlertChange, Position
+from sigueme.services.batcher import IngestBatcher
 from sigueme.services.ingest import IncomingFix, IngestResult, ingest
 from sigueme.services.risk_zones import RiskZoneIndex
 from sigueme.services.traveller import SosResult, raise_sos
@@ -33,7 +35,11 @@ async def take_fixes(
         await zones.refresh(state.sessions, now=time.monotonic())
     else:
         zones = None
-    result = await ingest(state.sessions, trip_id, fixes, received_at=received_at, zones=zones)
+    batcher = getattr(state, "ingest_batcher", None)
+    if isinstance(batcher, IngestBatcher):
+        result = await batcher.ingest(trip_id, fixes, received_at=received_at, zones=zones)
+    else:
+        result = await ingest(state.sessions, trip_id, fixes, received_at=received_at, zones=zones)
     wake_relay(state, result.alerts)
     return result
 

@@ -193,92 +193,188 @@ async def ingest(
     :class:`~sigueme.errors.Conflict` for a finished or cancelled one; database errors
     propagate (nothing was stored: the caller must not acknowledge, the phone resends).
     """
-    if received_at.tzinfo is None or received_at.utcoffset() is None:
-        raise ValueError("received_at: naive datetime; pass a UTC-aware time")
-    if len(fixes) > MAX_BATCH:
-        raise Invalid("fixes", f"at most {MAX_BATCH} fixes at a time, got {len(fixes)}")
-    checked = [_checked(i, f) for i, f in enumerate(fixes)]
-    now = received_at.timestamp()
-    received = received_at.astimezone(UTC)
+    [answer] = await ingest_many(sessions, [IngestCall(trip_id, fixes, received_at)], zones=zones)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCall:
+    """One channel's call: fixes of one trip, as :func:`ingest` takes them."""
+
+    trip_id: str
+    fixes: Sequence[IncomingFix]
+    received_at: datetime
+
+
+async def ingest_many(
+    sessions: async_sessionmaker[AsyncSession],
+    calls: Sequence[IngestCall],
+    *,
+    zones: ZoneLookup | None = None,
+) -> list[IngestResult | Invalid | NotFound | Conflict]:
+    """:func:`ingest` for several calls (of any trips) in ONE transaction: one answer
+    per call, in order, each exactly what :func:`ingest` would have answered had the
+    calls come one after the other in this order (a refused call, its error, changes
+    nothing). The trips' rows are locked in id order (no deadlock with another worker's
+    batch); duplicates are looked up, fixes inserted and trips updated with one
+    statement each for the whole batch. Database errors propagate: nothing of the batch
+    was stored."""
+    answers: list[IngestResult | Invalid | NotFound | Conflict] = []
+    checked: list[tuple[int, IngestCall, list[tuple[IncomingFix, Fix]]]] = []
+    for k, call in enumerate(calls):
+        received_at = call.received_at
+        if received_at.tzinfo is None or received_at.utcoffset() is None:
+            raise ValueError("received_at: naive datetime; pass a UTC-aware time")
+        answers.append(Invalid("fixes", "not evaluated"))  # replaced below
+        try:
+            if len(call.fixes) > MAX_BATCH:
+                raise Invalid(
+                    "fixes", f"at most {MAX_BATCH} fixes at a time, got {len(call.fixes)}"
+                )
+            checked.append((k, call, [_checked(i, f) for i, f in enumerate(call.fixes)]))
+        except Invalid as exc:
+            answers[k] = exc
+    if not checked:
+        return answers
 
     async with sessions() as session, session.begin():
-        trip = await locked_trip(session, trip_id)
-        if trip.status != TripLifecycle.ACTIVE.value:
-            raise Conflict(f"the trip is {trip.status}: it takes no more fixes")
-        seqs = {f.seq for f, _ in checked if f.seq is not None}
-        stored_before: set[int] = set()
-        if seqs:
-            rows = await session.scalars(
-                select(FixModel.seq).where(FixModel.trip_id == trip_id, FixModel.seq.in_(seqs))
-            )
-            stored_before = {s for s in rows if s is not None}
-
-        monitor = TripMonitor(
-            await _plan(session, trip), MonitorState.from_dict(trip.monitor_state)
-        )
-        outcomes: list[FixOutcome] = []
-        raised: list[tuple[Event, Fix]] = []
+        trips = await locked_trips(session, sorted({call.trip_id for _, call, _ in checked}))
+        stored = await _stored_seqs(session, checked)
+        monitors: dict[str, TripMonitor] = {}
         new_rows: list[dict[str, Any]] = []
-        newest: Evaluation | None = None
-        newest_fix: Fix | None = None
-        seen = stored_before
-        for incoming, fix in checked:
-            if incoming.seq is not None and incoming.seq in seen:
-                outcomes.append(FixOutcome(incoming.seq, False, True, None, ()))
+        later: list[
+            tuple[
+                int,
+                Trip,
+                list[FixOutcome],
+                list[tuple[Event, Fix]],
+                Fix | None,
+                datetime,
+                TripStatus,
+            ]
+        ] = []
+        for k, call, fixes in checked:
+            trip = trips.get(call.trip_id)
+            if trip is None:
+                answers[k] = NotFound("no such trip")
                 continue
-            if incoming.seq is not None:
-                seen.add(incoming.seq)
-            ev = monitor.update(fix, now=now)
-            if ev.verdict is Verdict.ACCEPTED:
-                newest, newest_fix = ev, fix
-            raised.extend((e, fix) for e in ev.events)
-            outcomes.append(
-                FixOutcome(
-                    incoming.seq,
-                    True,
-                    False,
-                    ev.verdict.value,
-                    tuple(e.kind.value for e in ev.events),
+            if trip.status != TripLifecycle.ACTIVE.value:
+                answers[k] = Conflict(f"the trip is {trip.status}: it takes no more fixes")
+                continue
+            monitor = monitors.get(trip.id)
+            if monitor is None:
+                monitor = TripMonitor(
+                    await _plan(session, trip), MonitorState.from_dict(trip.monitor_state)
                 )
+                monitors[trip.id] = monitor
+            received = call.received_at.astimezone(UTC)
+            outcomes, raised, newest, newest_fix = _evaluate(
+                monitor, trip.id, fixes, stored[trip.id], received, new_rows
             )
-            new_rows.append(
-                {
-                    "trip_id": trip_id,
-                    "seq": incoming.seq,
-                    "t": datetime.fromtimestamp(fix.t, UTC),
-                    "received_at": received,
-                    "lon": fix.lon,
-                    "lat": fix.lat,
-                    "accuracy": fix.accuracy,
-                    "speed": fix.speed,
-                    "heading": fix.heading,
-                    "battery": fix.battery,
-                    "verdict": ev.verdict.value,
-                    "distance_m": _finite(ev.distance_m),
-                    "progress_m": _finite(ev.progress_m),
-                    "evidence": False,
-                }
-            )
+            if outcomes and any(o.stored for o in outcomes):
+                trip.route_status = monitor.state.status.value
+            if newest is not None and newest_fix is not None:
+                trip.last_fix_at = datetime.fromtimestamp(newest_fix.t, UTC)
+                trip.last_lon = newest_fix.lon
+                trip.last_lat = newest_fix.lat
+                trip.last_accuracy = newest_fix.accuracy
+                trip.last_battery = newest_fix.battery
+                trip.distance_m = _finite(newest.distance_m)
+                trip.progress_m = _finite(newest.progress_m)
+                trip.predicted_arrival = _time(newest.predicted_arrival)
+            later.append((k, trip, outcomes, raised, newest_fix, received, trip_status(trip)))
+        for trip_id, monitor in monitors.items():
+            trips[trip_id].monitor_state = monitor.state.to_dict()
         if new_rows:
             await session.execute(insert(FixModel), new_rows)
-            trip.monitor_state = monitor.state.to_dict()
-            trip.route_status = monitor.state.status.value
-        if newest is not None and newest_fix is not None:
-            trip.last_fix_at = datetime.fromtimestamp(newest_fix.t, UTC)
-            trip.last_lon = newest_fix.lon
-            trip.last_lat = newest_fix.lat
-            trip.last_accuracy = newest_fix.accuracy
-            trip.last_battery = newest_fix.battery
-            trip.distance_m = _finite(newest.distance_m)
-            trip.progress_m = _finite(newest.progress_m)
-            trip.predicted_arrival = _time(newest.predicted_arrival)
-        changes = await _alerts(session, trip, raised, newest_fix, zones, received)
-        # Heard from: the watchdog's silence deadline moves on.
-        trip.last_heard_at = received
-        trip.silence_deadline = received + timedelta(seconds=trip.silence_timeout_s)
-        status = trip_status(trip)
+        # Alerts after the fixes are in (their evidence marks the stored stretch).
+        for k, trip, outcomes, raised, newest_fix, received, status in later:
+            changes = await _alerts(session, trip, raised, newest_fix, zones, received)
+            # Heard from: the watchdog's silence deadline moves on.
+            trip.last_heard_at = received
+            trip.silence_deadline = received + timedelta(seconds=trip.silence_timeout_s)
+            answers[k] = IngestResult(tuple(outcomes), status, tuple(changes))
     # The transaction has committed (leaving the block without an exception commits).
-    return IngestResult(tuple(outcomes), status, tuple(changes))
+    return answers
+
+
+async def _stored_seqs(
+    session: AsyncSession, checked: Sequence[tuple[int, IngestCall, list[tuple[IncomingFix, Fix]]]]
+) -> dict[str, set[int]]:
+    """The sequence numbers of the batch already stored, per trip (one query)."""
+    stored: dict[str, set[int]] = {call.trip_id: set() for _, call, _ in checked}
+    wanted = {
+        (call.trip_id, f.seq) for _, call, fixes in checked for f, _ in fixes if f.seq is not None
+    }
+    if not wanted:
+        return stored
+    rows = await session.execute(
+        select(FixModel.trip_id, FixModel.seq).where(
+            FixModel.trip_id.in_({t for t, _ in wanted}),
+            FixModel.seq.in_({s for _, s in wanted}),
+        )
+    )
+    for trip_id, seq in rows.all():
+        if seq is not None and (trip_id, seq) in wanted:
+            stored[trip_id].add(seq)
+    return stored
+
+
+def _evaluate(
+    monitor: TripMonitor,
+    trip_id: str,
+    checked: Sequence[tuple[IncomingFix, Fix]],
+    seen: set[int],
+    received: datetime,
+    new_rows: list[dict[str, Any]],
+) -> tuple[list[FixOutcome], list[tuple[Event, Fix]], Evaluation | None, Fix | None]:
+    """One call's fixes through the trip's monitor; rows to store appended to
+    ``new_rows``, sequence numbers to ``seen``."""
+    now = received.timestamp()
+    outcomes: list[FixOutcome] = []
+    raised: list[tuple[Event, Fix]] = []
+    newest: Evaluation | None = None
+    newest_fix: Fix | None = None
+    for incoming, fix in checked:
+        if incoming.seq is not None and incoming.seq in seen:
+            outcomes.append(FixOutcome(incoming.seq, False, True, None, ()))
+            continue
+        if incoming.seq is not None:
+            seen.add(incoming.seq)
+        ev = monitor.update(fix, now=now)
+        if ev.verdict is Verdict.ACCEPTED:
+            newest, newest_fix = ev, fix
+        raised.extend((e, fix) for e in ev.events)
+        outcomes.append(
+            FixOutcome(
+                incoming.seq,
+                True,
+                False,
+                ev.verdict.value,
+                tuple(e.kind.value for e in ev.events),
+            )
+        )
+        new_rows.append(
+            {
+                "trip_id": trip_id,
+                "seq": incoming.seq,
+                "t": datetime.fromtimestamp(fix.t, UTC),
+                "received_at": received,
+                "lon": fix.lon,
+                "lat": fix.lat,
+                "accuracy": fix.accuracy,
+                "speed": fix.speed,
+                "heading": fix.heading,
+                "battery": fix.battery,
+                "verdict": ev.verdict.value,
+                "distance_m": _finite(ev.distance_m),
+                "progress_m": _finite(ev.progress_m),
+                "evidence": False,
+            }
+        )
+    return outcomes, raised, newest, newest_fix
 
 
 _ENDED_BY: Final = {
@@ -402,9 +498,25 @@ def _checked(index: int, incoming: IncomingFix) -> tuple[IncomingFix, Fix]:
 
 
 async def locked_trip(session: AsyncSession, trip_id: str) -> Trip:
-    """The trip's row, locked against other ingests until the transaction ends."""
+    """The trip's row, locked against other ingests until the transaction ends;
+    :class:`~sigueme.errors.NotFound` when there is none."""
+    trip = (await locked_trips(session, [trip_id])).get(trip_id)
+    if trip is None:
+        raise NotFound("no such trip")
+    return trip
+
+
+async def locked_trips(session: AsyncSession, trip_ids: Sequence[str]) -> dict[str, Trip]:
+    """The rows of those of ``trip_ids`` that exist, locked (in id order, so two
+    workers' batches never deadlock) until the transaction ends."""
+    ids = sorted(set(trip_ids))
     # The geometries are large and only needed to build a plan not cached yet.
-    query = select(Trip).where(Trip.id == trip_id).options(defer(Trip.route), defer(Trip.corridor))
+    query = (
+        select(Trip)
+        .where(Trip.id.in_(ids))
+        .order_by(Trip.id)
+        .options(defer(Trip.route), defer(Trip.corridor))
+    )
     if session.get_bind().dialect.name == "sqlite":
         # SQLite has no row locks, and a transaction that reads first and writes later
         # may find the database changed under it (and fail) when it comes to write.
@@ -412,16 +524,13 @@ async def locked_trip(session: AsyncSession, trip_id: str) -> Trip:
         # the state is read, so concurrent ingests run one after the other.
         await session.execute(
             update(Trip)
-            .where(Trip.id == trip_id)
+            .where(Trip.id.in_(ids))
             .values(updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
     else:
         query = query.with_for_update(of=Trip)
-    trip = await session.scalar(query)
-    if trip is None:
-        raise NotFound("no such trip")
-    return trip
+    return {trip.id: trip for trip in (await session.scalars(query)).all()}
 
 
 _plans: OrderedDict[tuple[str, datetime], TripPlan] = OrderedDict()
