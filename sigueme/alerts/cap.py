@@ -120,6 +120,10 @@ _INSTRUCTION_ES: Final = {
         "Siga el recorrido en el mapa, llame a la persona para confirmar que está bien y "
         "tenga una unidad disponible cerca de la zona."
     ),
+    AlertKind.REPORT: (
+        "Revise el reporte y su evidencia. Si describe un riesgo en curso, envíe una "
+        "unidad al lugar; si es un posible delito electoral, túrnelo a la FEDE Morelos."
+    ),
 }
 _DURESS_ES: Final = (
     "La persona usó su PIN de coacción: puede estar bajo amenaza. No la llame ni le "
@@ -287,8 +291,13 @@ def _parameters(alert: AlertSnapshot) -> list[tuple[str, str]]:
     params = [
         ("alert_id", alert.id),
         ("kind", alert.kind.value),
-        ("trip_id", alert.trip_id),
     ]
+    if alert.trip_id is not None:
+        params.append(("trip_id", alert.trip_id))
+    if alert.report is not None:
+        if alert.report.folio:
+            params.append(("report_folio", alert.report.folio))
+        params.append(("report_category", alert.report.category))
     if alert.trip_label:
         params.append(("trip_label", alert.trip_label))
     params += [
@@ -307,7 +316,8 @@ def _parameters(alert: AlertSnapshot) -> list[tuple[str, str]]:
             params.append((name, f"{value:.0f}"))
     if alert.position_at is not None:
         params.append(("position_at", cap_time(alert.position_at)))
-    params.append(("planned_arrival", cap_time(alert.planned_arrival)))
+    if alert.planned_arrival is not None:
+        params.append(("planned_arrival", cap_time(alert.planned_arrival)))
     if alert.predicted_arrival is not None:
         params.append(("predicted_arrival", cap_time(alert.predicted_arrival)))
     if alert.unit:
@@ -353,7 +363,16 @@ def _info(root: ET.Element, alert: AlertSnapshot, now: datetime) -> None:
         _add(parameter, "value", value)
     area = ET.SubElement(info, "area")
     circle = _circle(alert)
-    if circle is None:
+    if alert.report is not None:
+        place = alert.report.place or "Lugar del reporte"
+        _add(
+            area,
+            "areaDesc",
+            place if circle is not None or alert.report.place else "Lugar no indicado",
+        )
+        if circle is not None:
+            _add(area, "circle", circle)
+    elif circle is None:
         _add(area, "areaDesc", "Posición desconocida")
     else:
         _add(area, "areaDesc", f"Última posición conocida de {alert.traveller.name}")

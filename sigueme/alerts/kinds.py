@@ -50,6 +50,8 @@ class AlertKind(StrEnum):
     SIGNAL_LOST = "signal_lost"
     OVERDUE = "overdue"
     RISK_ZONE = "risk_zone"
+    REPORT = "report"
+    """A citizen's report (SeguriChat): its severity comes from its category."""
 
     @property
     def severity(self) -> Severity:
@@ -71,6 +73,7 @@ _SEVERITY = {
     AlertKind.BACKTRACKING: Severity.MODERATE,
     AlertKind.LATE: Severity.MODERATE,
     AlertKind.RISK_ZONE: Severity.MODERATE,
+    AlertKind.REPORT: Severity.MODERATE,
 }
 
 _TITLE_ES = {
@@ -82,6 +85,7 @@ _TITLE_ES = {
     AlertKind.SIGNAL_LOST: "Sin señal del teléfono",
     AlertKind.OVERDUE: "No llegó a su destino a tiempo",
     AlertKind.RISK_ZONE: "Entró a una zona de riesgo",
+    AlertKind.REPORT: "Reporte ciudadano (SeguriChat)",
 }
 
 _RAISES = {

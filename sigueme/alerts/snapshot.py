@@ -36,6 +36,25 @@ class Traveller:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """What a report's alert says of the report (never who reported it)."""
+
+    report_id: int
+    folio: str | None
+    category: str
+    category_es: str
+    text: str
+    place: str | None
+    media: int
+    """Files attached."""
+    channel: str | None
+    source: str
+    anonymous: bool
+    electoral: bool
+    """An electoral crime: may be referred to FEDE Morelos."""
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     at: datetime
     action: str
@@ -49,9 +68,11 @@ class AlertSnapshot:
     kind: AlertKind
     severity: Severity
     status: AlertStatus
-    trip_id: str
+    trip_id: str | None
+    """``None`` for a report not linked to a trip."""
     trip_label: str | None
     traveller: Traveller
+    """The trip's traveller; for a report, a placeholder (the reporter is not shown)."""
     opened_at: datetime
     updated_at: datetime
     count: int
@@ -67,7 +88,7 @@ class AlertSnapshot:
     """Off the route at that position."""
     off_route_since: datetime | None
     """When the trip left its corridor (``off_route`` alerts)."""
-    planned_arrival: datetime
+    planned_arrival: datetime | None
     predicted_arrival: datetime | None
     map_url: str
     """The live map of the trip (for the police and monitors)."""
@@ -78,11 +99,12 @@ class AlertSnapshot:
     track: tuple[TrackPoint, ...] = ()
     """The last stretch of the track before the alert, oldest first."""
     history: tuple[HistoryEntry, ...] = ()
+    report: ReportFacts | None = None
 
     @property
     def delay_s(self) -> float | None:
         """Predicted minus planned arrival, seconds (negative: early)."""
-        if self.predicted_arrival is None:
+        if self.predicted_arrival is None or self.planned_arrival is None:
             return None
         return (self.predicted_arrival - self.planned_arrival).total_seconds()
 
@@ -94,6 +116,8 @@ class AlertSnapshot:
     def description_es(self, now: datetime | None = None) -> str:
         """What a dispatcher reads, in Spanish (es-MX)."""
         now = now or datetime.now(UTC)
+        if self.report is not None:
+            return _report_text(self, self.report)
         who = self.traveller.name
         if self.traveller.profile:
             who += f" ({self.traveller.profile})"
@@ -123,6 +147,24 @@ class AlertSnapshot:
         if self.count > 1:
             parts.append(f"Se repitió {self.count} veces.")
         return " ".join(parts)
+
+
+def _report_text(alert: AlertSnapshot, report: ReportFacts) -> str:
+    parts = [f"Reporte ciudadano: {report.category_es}."]
+    if report.folio:
+        parts.append(f"Folio {report.folio}.")
+    if report.electoral:
+        parts.append("Posible delito electoral: puede turnarse a la FEDE Morelos.")
+    if report.place and alert.lon is None:
+        parts.append(f"Lugar: {report.place}.")
+    if report.media:
+        parts.append(f"Archivos adjuntos: {report.media}.")
+    text = " ".join(report.text.split())
+    if text:
+        parts.append(f"«{text[:280]}{'…' if len(text) > 280 else ''}»")
+    if alert.count > 1:
+        parts.append(f"Se repitió {alert.count} veces.")
+    return " ".join(parts)
 
 
 def _minutes(seconds: float) -> str:
@@ -157,7 +199,22 @@ def alert_dict(alert: AlertSnapshot, now: datetime, *, track: bool = True) -> di
         "status": alert.status.value,
         "status_label": alert.status.label_es,
         "description": alert.description_es(now),
-        "trip": {"id": alert.trip_id, "label": alert.trip_label},
+        "trip": None if alert.trip_id is None else {"id": alert.trip_id, "label": alert.trip_label},
+        "report": None
+        if alert.report is None
+        else {
+            "id": alert.report.report_id,
+            "folio": alert.report.folio,
+            "category": alert.report.category,
+            "category_label": alert.report.category_es,
+            "text": alert.report.text,
+            "place": alert.report.place,
+            "media": alert.report.media,
+            "channel": alert.report.channel,
+            "source": alert.report.source,
+            "anonymous": alert.report.anonymous,
+            "electoral": alert.report.electoral,
+        },
         "traveller": {
             "name": alert.traveller.name,
             "contact": alert.traveller.contact,

@@ -163,8 +163,8 @@ async def list_alerts(
     trips: dict[str, Trip] = {}
     out = []
     for alert in rows[:limit]:
-        trip = trips.get(alert.trip_id)
-        if trip is None:
+        trip = trips.get(alert.trip_id) if alert.trip_id is not None else None
+        if trip is None and alert.trip_id is not None:
             trip = await session.get(Trip, alert.trip_id)
             assert trip is not None
             trips[trip.id] = trip
@@ -210,8 +210,9 @@ async def alert_cap(
     alert = await _alert(session, alert_id)
     snap = await snapshot(session, alert, public_url=settings.public_url)
     body = to_cap(snap, sender=settings.cap_sender, now=_now())
-    await record_read(session, principal, alert.trip_id, ReadAction.ALERT)
-    await session.commit()
+    if alert.trip_id is not None:
+        await record_read(session, principal, alert.trip_id, ReadAction.ALERT)
+        await session.commit()
     return Response(
         body,
         media_type="application/cap+xml",
@@ -230,13 +231,15 @@ async def get_alert(
     """Everything a dispatcher needs: the alert, the traveller's contact, the planned
     route, the track before the alert, its history. The read is audited."""
     alert = await _alert(session, alert_id)
-    trip = await session.get(Trip, alert.trip_id)
-    assert trip is not None
+    trip = await session.get(Trip, alert.trip_id) if alert.trip_id is not None else None
     snap = await snapshot(session, alert, public_url=settings.public_url, trip=trip)
     body = alert_dict(snap, _now())
-    body["route"] = {"type": "LineString", "coordinates": [list(c) for c in trip.route.coords]}
-    await record_read(session, principal, alert.trip_id, ReadAction.ALERT)
-    await session.commit()
+    body["route"] = None
+    if trip is not None:
+        coords = [list(c) for c in trip.route.coords]
+        body["route"] = {"type": "LineString", "coordinates": coords}
+        await record_read(session, principal, trip.id, ReadAction.ALERT)
+        await session.commit()
     return body
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,9 +36,25 @@ from sigueme.alerts.lifecycle import (
     escalated,
     next_status,
 )
-from sigueme.alerts.snapshot import AlertSnapshot, HistoryEntry, TrackPoint, Traveller
+from sigueme.alerts.snapshot import (
+    AlertSnapshot,
+    HistoryEntry,
+    ReportFacts,
+    TrackPoint,
+    Traveller,
+)
 from sigueme.errors import Conflict, NotFound
-from sigueme.store.models import Alert, AlertHistory, AlertOutbox, Trip, User
+from sigueme.reports.categories import ReportCategory
+from sigueme.store.models import (
+    Alert,
+    AlertHistory,
+    AlertOutbox,
+    Report,
+    ReportChannel,
+    ReportMedia,
+    Trip,
+    User,
+)
 from sigueme.store.models import Fix as FixModel
 
 EVIDENCE_WINDOW: Final = timedelta(minutes=15)
@@ -66,7 +82,8 @@ class AlertChange:
     """One change of one alert, as the outbox holds it."""
 
     alert_id: str
-    trip_id: str
+    trip_id: str | None
+    """``None`` for a report's alert."""
     kind: str
     action: str
 
@@ -374,20 +391,26 @@ async def snapshot(
     trip: Trip | None = None,
     track: bool = True,
 ) -> AlertSnapshot:
-    """Everything ``alert`` says, with its trip, traveller, track and history.
-    ``police=False`` leaves out what only the police may read (the duress marks)."""
-    if trip is None:
+    """Everything ``alert`` says, with its trip, traveller, track and history (and, for
+    a report's alert, the report, never who made it). ``police=False`` leaves out what
+    only the police may read (the duress marks)."""
+    if trip is None and alert.trip_id is not None:
         trip = await session.get(Trip, alert.trip_id)
         if trip is None:
             raise NotFound("no such trip")
-    owner = await session.get(User, trip.owner_id)
-    traveller = Traveller(
-        name=(owner.display_name or owner.name) if owner else "?",
-        contact=owner.contact if owner else None,
-        profile=owner.profile if owner else None,
-    )
+    report = await _report_facts(session, alert.report_id) if alert.report_id else None
+    if trip is not None:
+        owner = await session.get(User, trip.owner_id)
+        traveller = Traveller(
+            name=(owner.display_name or owner.name) if owner else "?",
+            contact=owner.contact if owner else None,
+            profile=owner.profile if owner else None,
+        )
+    else:
+        folio = report.folio if report is not None and report.folio else "sin folio"
+        traveller = Traveller(name=f"Reporte {folio}")
     points: tuple[TrackPoint, ...] = ()
-    if track and alert.position_at is not None:
+    if track and trip is not None and alert.position_at is not None:
         rows = (
             await session.execute(
                 select(FixModel.t, FixModel.lon, FixModel.lat, FixModel.accuracy)
@@ -419,13 +442,14 @@ async def snapshot(
         for key in ("duress", "duress_at"):
             details.pop(key, None)
     since = details.get("off_route_since")
+    base = public_url.rstrip("/")
     return AlertSnapshot(
         id=alert.id,
         kind=AlertKind(alert.kind),
         severity=Severity(alert.severity),
         status=AlertStatus(alert.status),
-        trip_id=trip.id,
-        trip_label=trip.label,
+        trip_id=trip.id if trip is not None else None,
+        trip_label=trip.label if trip is not None else None,
         traveller=traveller,
         opened_at=alert.opened_at,
         updated_at=alert.updated_at,
@@ -438,15 +462,46 @@ async def snapshot(
         battery=alert.battery,
         distance_m=alert.distance_m,
         off_route_since=datetime.fromisoformat(since) if isinstance(since, str) else None,
-        planned_arrival=trip.arrival,
-        predicted_arrival=trip.predicted_arrival,
-        map_url=f"{public_url.rstrip('/')}/map/trips/{trip.id}",
+        planned_arrival=trip.arrival if trip is not None else None,
+        predicted_arrival=trip.predicted_arrival if trip is not None else None,
+        map_url=f"{base}/map/trips/{trip.id}"
+        if trip is not None
+        else f"{base}/console?alert={alert.id}",
         unit=alert.unit,
         outcome=Outcome(alert.outcome) if alert.outcome else None,
         closed_at=alert.closed_at,
         details=details,
         track=points,
         history=history,
+        report=report,
+    )
+
+
+async def _report_facts(session: AsyncSession, report_id: int) -> ReportFacts | None:
+    report = await session.get(Report, report_id)
+    if report is None:
+        return None
+    media = await session.scalar(
+        select(func.count()).select_from(ReportMedia).where(ReportMedia.report_id == report_id)
+    )
+    channel = await session.get(ReportChannel, report.channel_id) if report.channel_id else None
+    try:
+        category = ReportCategory(report.category)
+        label, electoral = category.label_es, category.electoral_crime
+    except ValueError:
+        label, electoral = report.category, False
+    return ReportFacts(
+        report_id=report.id,
+        folio=report.folio,
+        category=report.category,
+        category_es=label,
+        text=report.text,
+        place=report.place,
+        media=int(media or 0),
+        channel=channel.name if channel is not None else None,
+        source=report.source,
+        anonymous=report.anonymous,
+        electoral=electoral,
     )
 
 

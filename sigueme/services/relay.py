@@ -56,7 +56,8 @@ LEASE: Final = timedelta(seconds=30)
 class Relayed:
     outbox_id: int
     alert_id: str
-    trip_id: str
+    trip_id: str | None
+    """``None`` for a report's alert (no trip channel to tell)."""
     event: str
     alert: dict[str, Any]
     """The alert as put on the queue (the police's view)."""
@@ -82,7 +83,7 @@ def queue_fields(relayed: Relayed) -> dict[str, str]:
         "kind": snap.kind.value,
         "severity": str(int(snap.severity)),
         "status": snap.status.value,
-        "trip_id": relayed.trip_id,
+        "trip_id": relayed.trip_id or "",
         "opened_at": _iso(snap.opened_at),
         "alert": json.dumps(relayed.alert, ensure_ascii=False, separators=(",", ":")),
     }
@@ -207,7 +208,7 @@ async def relay_once(
         after_commit(published)
     if live is not None:
         for relayed in published:
-            if relayed.event == Action.DURESS.value:
+            if relayed.event == Action.DURESS.value or relayed.trip_id is None:
                 continue
             try:
                 await live.publish(relayed.trip_id, alert_feature(relayed))

@@ -319,7 +319,7 @@ async def enqueue_deliveries(
     *,
     outbox_id: int,
     alert_id: str,
-    trip_id: str,
+    trip_id: str | None,
     event: str,
     payload: dict[str, Any],
     now: datetime | None = None,
@@ -358,7 +358,8 @@ async def enqueue_deliveries(
             continue
         if not facts_loaded:
             facts_loaded = True
-            trip = await session.get(Trip, trip_id)
+            # An alert with no trip (a citizen's report) goes to unfiltered webhooks only.
+            trip = await session.get(Trip, trip_id) if trip_id is not None else None
             if trip is not None:
                 facts = dataclasses.replace(await trip_facts(session, trip), has_live_alert=True)
         if facts is None:

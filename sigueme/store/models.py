@@ -246,7 +246,14 @@ class Alert(Base):
     __tablename__ = "alerts"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    trip_id: Mapped[str] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"), index=True)
+    trip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("trips.id", ondelete="CASCADE"), index=True
+    )
+    """The trip it is about; ``None`` for a citizen's report not linked to a trip."""
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), index=True
+    )
+    """The SeguriChat report it carries into the queue (kind ``report``)."""
     kind: Mapped[str] = mapped_column(String(30))
     severity: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="open")
@@ -272,14 +279,19 @@ class Alert(Base):
     closed_at: Mapped[datetime | None]
 
     __table_args__ = (
-        # At most one open alert per trip and kind, enforced by the database.
+        # At most one open alert per trip and kind, enforced by the database (reports
+        # excepted: each report is its own alert, several may concern one trip).
         Index(
             "uq_alerts_open_trip_kind",
             "trip_id",
             "kind",
             unique=True,
-            postgresql_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
-            sqlite_where=text("status IN ('open', 'acknowledged', 'dispatched')"),
+            postgresql_where=text(
+                "status IN ('open', 'acknowledged', 'dispatched') AND kind <> 'report'"
+            ),
+            sqlite_where=text(
+                "status IN ('open', 'acknowledged', 'dispatched') AND kind <> 'report'"
+            ),
         ),
         Index("ix_alerts_status_severity", "status", "severity"),
     )
@@ -464,3 +476,117 @@ class Device(Base):
     revoked_at: Mapped[datetime | None]
 
     __table_args__ = (Index("uq_devices_protocol_device_id", "protocol", "device_id", unique=True),)
+
+
+class ReportChannel(Base):
+    """Who sees which reports: the successors of SeguriChat's WhatsApp groups (by
+    municipality, by party or campaign, one for INE/FEDE/IMPEPAC officials)."""
+
+    __tablename__ = "report_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    """municipality, party, officials, other."""
+    description: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportChannelMember(Base):
+    __tablename__ = "report_channel_members"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("report_channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Report(Base):
+    """A citizen's report (SeguriChat): what happened, where, when, its media, and who
+    reported it (kept apart: shown only through an audited reveal)."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    folio: Mapped[str | None] = mapped_column(String(20), unique=True)
+    """``SC-2026-000123``: what the reporter is told (set once the id is known)."""
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    """draft (WhatsApp messages still joining it), submitted (in the police queue)."""
+    category: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text, default="")
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    place: Mapped[str | None] = mapped_column(String(300))
+    """A place named in words (no coordinates known)."""
+    position_source: Mapped[str | None] = mapped_column(String(20))
+    """phone, map, whatsapp, photo, text."""
+    occurred_at: Mapped[datetime | None]
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("report_channels.id", ondelete="SET NULL"), index=True
+    )
+    trip_id: Mapped[str | None] = mapped_column(
+        ForeignKey("trips.id", ondelete="SET NULL"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(20))
+    """api, whatsapp, phone."""
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    reporter_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    reporter_name: Mapped[str | None] = mapped_column(String(200))
+    reporter_contact: Mapped[str | None] = mapped_column(String(100))
+    wa_phone_number_id: Mapped[str | None] = mapped_column(String(50))
+    wa_sender: Mapped[str | None] = mapped_column(String(100))
+    """The WhatsApp sender key (wa_id, or the business-scoped user id)."""
+    wa_reply_to: Mapped[str | None] = mapped_column(String(100))
+    first_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_reports_wa_sender_status", "wa_phone_number_id", "wa_sender", "status"),
+    )
+
+
+class ReportMessage(Base):
+    """A WhatsApp message taken into a report (a replayed webhook call finds it here)."""
+
+    __tablename__ = "report_messages"
+
+    wamid: Mapped[str] = mapped_column(String(200), primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportMedia(Base):
+    """A file kept as evidence: the original (with its metadata) and, for what monitors
+    see, a copy without location metadata."""
+
+    __tablename__ = "report_media"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    """image, audio, video."""
+    content_type: Mapped[str] = mapped_column(String(60))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    """Of the original, recorded at arrival."""
+    storage_key: Mapped[str] = mapped_column(String(200))
+    redacted_key: Mapped[str | None] = mapped_column(String(200))
+    """The copy without location metadata; ``None``: none could be made (monitors see
+    nothing of the file)."""
+    redacted_sha256: Mapped[str | None] = mapped_column(String(64))
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    """Where the photo says it was taken (EXIF), if it says."""
+    source_id: Mapped[str | None] = mapped_column(String(200))
+    """The WhatsApp media id it was fetched with."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
