@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run command: scripts/run.sh [sigueme arguments...]
 #
-# Sets up the .venv (Python packages only: the embedded default needs no servers)
+# Sets up the .venv and the web libraries (no Debian packages: the embedded default
+# needs no servers)
 # and runs `sigueme` with the arguments given. Without arguments it serves on the
 # embedded default: SQLite in ./sigueme.db (migrated on start), in-process queues,
 # http://127.0.0.1:8000. Examples:
@@ -11,7 +12,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-scripts/setup.sh --python-only >&2
+scripts/setup.sh --no-system >&2
 if [[ $# -eq 0 ]]; then
     set -- serve
 fi

@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a development / CI machine for Sígueme.
 #
-#   scripts/setup.sh                 Debian packages (when root) + Python venv
+#   scripts/setup.sh                 Debian packages (when root) + Python venv + web libraries
 #   scripts/setup.sh --python-only   only the venv (.venv, pip install -e '.[test]')
 #   scripts/setup.sh --system-only   only the Debian packages
+#   scripts/setup.sh --node-only     only the web libraries (node_modules)
+#   scripts/setup.sh --no-system     the venv and the web libraries, no Debian packages
 #
 # Debian packages: postgresql, postgresql-15-postgis-3, redis-server and
 # docker-compose (the test command starts throw-away PostgreSQL/PostGIS and
-# Redis servers; tests/test_compose.py validates docker-compose.yml). As root,
-# missing ones are installed with apt-get; otherwise they are named.
+# Redis servers; tests/test_compose.py validates docker-compose.yml); chromium,
+# chromium-driver and fonts-liberation (the web pages' end-to-end tests drive
+# headless Chromium; the font keeps their screenshots alike across machines).
+# As root, missing ones are installed with apt-get; otherwise they are named.
 #
 # The venv step is skipped while .venv/.sigueme-setup.sha256 matches the
 # sha256 of pyproject.toml (delete that file, or .venv, to force a reinstall).
 # PYTHON picks the interpreter for a new venv (default: python3, >= 3.11).
+#
+# Web libraries: the browser libraries the service serves itself (Leaflet),
+# pinned in package.json and package-lock.json, installed from the npm registry
+# with `npm ci --omit=dev --ignore-scripts` into node_modules (needs Node.js and
+# npm). Skipped while node_modules/.sigueme-setup.sha256 matches the lock file.
 
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(postgresql postgresql-15-postgis-3 redis-server docker-compose)
+DEB_PACKAGES=(
+    postgresql postgresql-15-postgis-3 redis-server docker-compose
+    chromium chromium-driver fonts-liberation
+)
 VENV="$ROOT/.venv"
 STAMP="$VENV/.sigueme-setup.sha256"
+NODE_MODULES="$ROOT/node_modules"
+NODE_STAMP="$NODE_MODULES/.sigueme-setup.sha256"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -71,14 +85,34 @@ setup_python() {
     printf '%s\n' "$want" >"$STAMP"
 }
 
+setup_node() {
+    local want have=""
+    want="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)"
+    [[ -f "$NODE_STAMP" ]] && have="$(cat "$NODE_STAMP")"
+    if [[ "$want" == "$have" && -f "$NODE_MODULES/leaflet/dist/leaflet.js" ]]; then
+        log "web libraries up to date (package-lock.json unchanged)"
+        return 0
+    fi
+    if ! command -v npm >/dev/null; then
+        log "ERROR: npm not found: install Node.js (>= 18) and npm, then run scripts/setup.sh again"
+        log "       (the service serves Leaflet from node_modules; without it the map pages cannot draw)"
+        return 1
+    fi
+    log "installing the web libraries (npm ci --omit=dev --ignore-scripts)"
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2
+    printf '%s\n' "$want" >"$NODE_STAMP"
+}
+
 main() {
-    local do_system=1 do_python=1
+    local do_system=1 do_python=1 do_node=1
     case "${1:-}" in
     "") ;;
-    --python-only) do_system=0 ;;
-    --system-only) do_python=0 ;;
+    --python-only) do_system=0 do_node=0 ;;
+    --system-only) do_python=0 do_node=0 ;;
+    --node-only) do_system=0 do_python=0 ;;
+    --no-system) do_system=0 ;;
     -h | --help)
-        sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0
         ;;
     *)
@@ -88,6 +122,7 @@ main() {
     esac
     if ((do_system)); then setup_system; fi
     if ((do_python)); then setup_python; fi
+    if ((do_node)); then setup_node; fi
 }
 
 main "$@"

@@ -84,6 +84,52 @@ class Settings(BaseSettings):
         max_length=300,
         description="Plain text shown on the map for the tiles (their licence asks for it).",
     )
+    # -- reports (SeguriChat): evidence files and WhatsApp --------------------------------
+    evidence_dir: str = Field(
+        default="./evidence",
+        description="Where evidence files (reports' photos, audio, video) are kept on local "
+        "disk, when no S3 bucket is configured.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="URL of an S3-compatible object store (MinIO, Ceph...); unset with a "
+        "bucket: AWS S3.",
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Keep evidence in this S3-compatible bucket instead of evidence_dir.",
+    )
+    s3_access_key: SecretStr | None = Field(default=None, description="The bucket's access key.")
+    s3_secret_key: SecretStr | None = Field(default=None, description="The bucket's secret key.")
+    s3_region: str = Field(default="us-east-1", description="The bucket's region.")
+    whatsapp_verify_token: SecretStr | None = Field(
+        default=None,
+        description="The verify token entered in Meta's App Dashboard for the webhook "
+        "(/webhooks/whatsapp). Unset: the webhook answers 404 (WhatsApp off).",
+    )
+    whatsapp_app_secret: SecretStr | None = Field(
+        default=None,
+        description="The Meta app's secret: notifications are signed with it "
+        "(X-Hub-Signature-256). Unset: notifications are refused (503).",
+    )
+    whatsapp_access_token: SecretStr | None = Field(
+        default=None,
+        description="A permanent (system user) access token with whatsapp_business_messaging: "
+        "media downloads and replies. Unset: notifications are refused (503).",
+    )
+    whatsapp_graph_url: str = Field(
+        default="https://graph.facebook.com", description="Base URL of Meta's Graph API."
+    )
+    whatsapp_api_version: str = Field(
+        default="v23.0", pattern=r"^v?\d{1,3}(\.\d{1,3})?$", description="Graph API version."
+    )
+    report_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="WhatsApp messages from one person less than this many seconds after "
+        "their previous one join the same report.",
+    )
 
     @field_validator("tile_url")
     @classmethod

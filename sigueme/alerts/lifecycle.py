@@ -66,6 +66,11 @@ class Action(StrEnum):
     CANCELLED = "cancelled"
     DURESS = "duress"
     """The traveller entered their duress PIN: police only."""
+    REFERRED_FEDE = "referred_fede"
+    """A report of an electoral crime referred to the electoral prosecutor (FEDE
+    Morelos): a recorded step, the status does not change."""
+    REVEALED = "revealed"
+    """A dispatcher looked at who made a report (audited): police only."""
 
 
 class Outcome(StrEnum):

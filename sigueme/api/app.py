@@ -32,6 +32,7 @@ from sigueme.api import (
     trips,
     users,
     watch,
+    web,
     webhooks,
 )
 from sigueme.api.errors import install_error_handlers
@@ -151,4 +152,6 @@ def create_app(
     app.include_router(queue.router)
     app.include_router(alerts.router)
     app.include_router(trackers.router)
+    # -- the web pages (log-in, live map, share link, console) and their files -----------
+    app.include_router(web.router)
     return app
