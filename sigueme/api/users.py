@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sigueme.api.deps import AdminDep, PrincipalDep, SessionDep
 from sigueme.errors import Conflict
 from sigueme.store import users as store
-from sigueme.store.models import Role, User
+from sigueme.store.models import Role, Share, User
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -91,13 +91,23 @@ class Me(BaseModel):
     user_id: int | None = None
     display_name: str | None = None
     trip_id: str | None = Field(default=None, description="The trip a share link opens.")
+    expires_at: datetime | None = Field(
+        default=None, description="When a share link stops working (revocation aside)."
+    )
 
 
 @router.get("/me", response_model=Me, summary="Who am I")
 async def me(principal: PrincipalDep, session: SessionDep) -> Me:
     """The caller: a user (name, role) or a share link (its label and trip)."""
     if principal.user_id is None:
-        return Me(kind="link", name=principal.name, role=None, trip_id=principal.share_trip_id)
+        share = await session.get(Share, principal.share_id) if principal.share_id else None
+        return Me(
+            kind="link",
+            name=principal.name,
+            role=None,
+            trip_id=principal.share_trip_id,
+            expires_at=share.expires_at if share is not None else None,
+        )
     user = await session.get(User, principal.user_id)
     return Me(
         kind="user",

@@ -403,7 +403,8 @@ async def snapshot(
         owner = await session.get(User, trip.owner_id)
         traveller = Traveller(
             name=(owner.display_name or owner.name) if owner else "?",
-            contact=owner.contact if owner else None,
+            # The phone number is for the police: a share link may be in anyone's hands.
+            contact=owner.contact if owner and police else None,
             profile=owner.profile if owner else None,
         )
     else:

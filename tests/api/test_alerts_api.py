@@ -188,6 +188,10 @@ async def test_monitors_and_the_traveller_read_the_trips_alerts(desk: Desk) -> N
     alert_id = await desk.sos()
     r = await desk.client.get(f"/v1/trips/{desk.trip_id}/alerts", headers=desk.ana.headers)
     assert [a["id"] for a in r.json()["alerts"]] == [alert_id]
+    # Outside the police, nobody reads the phone number (share links travel).
+    [alert] = r.json()["alerts"]
+    assert alert["traveller"]["contact"] is None
+    assert "777" not in alert["description"]
     # A monitor the trip is not shared with learns nothing, not even that it exists.
     r = await desk.client.get(f"/v1/trips/{desk.trip_id}/alerts", headers=desk.monitor.headers)
     assert r.status_code == 404

@@ -69,6 +69,7 @@ async def test_a_valid_token_says_who_i_am(
         "user_id": ana.id,
         "display_name": "Ana López",
         "trip_id": None,
+        "expires_at": None,
     }
 
 
@@ -171,6 +172,7 @@ async def test_a_share_link_opens_its_trip_only(
     response = await client.get("/v1/me", headers=headers)
     assert response.status_code == 200
     me = response.json()
+    expires_at = me.pop("expires_at")
     assert me == {
         "kind": "link",
         "name": name,
@@ -179,6 +181,8 @@ async def test_a_share_link_opens_its_trip_only(
         "display_name": None,
         "trip_id": shared_id,
     }
+    # The page can say until when the link works.
+    assert datetime.fromisoformat(expires_at) > datetime.now(UTC)
     assert me["trip_id"] != other_id
     # A link is no user: routes for users answer 403, not the data.
     response = await client.get("/v1/users", headers=headers)
