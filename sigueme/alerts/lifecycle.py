@@ -71,6 +71,10 @@ class Action(StrEnum):
     Morelos): a recorded step, the status does not change."""
     REVEALED = "revealed"
     """A dispatcher looked at who made a report (audited): police only."""
+    CATEGORY_CHANGED = "category_changed"
+    """A dispatcher set or corrected a report's category (its severity follows)."""
+    CHANNEL_CHANGED = "channel_changed"
+    """A dispatcher routed a report to a channel."""
 
 
 class Outcome(StrEnum):

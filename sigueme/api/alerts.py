@@ -36,6 +36,7 @@ from sigueme.api.trips import INVALID, UNAUTHORIZED, Responses, _err
 from sigueme.errors import Invalid, NotFound, TooMany
 from sigueme.services.alerts import Position, act, snapshot
 from sigueme.services.traveller import cancel_with_pin, raise_sos
+from sigueme.store import reports as report_store
 from sigueme.store import trips as trip_store
 from sigueme.store.audit import ReadAction, record_read
 from sigueme.store.models import Alert, Role, Trip, User, utcnow
@@ -117,6 +118,17 @@ async def _alert(session: AsyncSession, alert_id: str) -> Alert:
     return alert
 
 
+async def _visible_alert(session: AsyncSession, principal: Principal, alert_id: str) -> Alert:
+    """The alert, or :class:`NotFound` also when it carries a report that is not routed
+    to ``principal`` (reports go to the dispatchers of their channel, or of the general
+    queue when they have none: :mod:`sigueme.store.reports`)."""
+    alert = await _alert(session, alert_id)
+    who = await report_store.viewer(session, principal)
+    if not await report_store.may_see_alert(session, who, alert):
+        raise NotFound("no such alert")
+    return alert
+
+
 @router.get(
     "/alerts",
     summary="The alert queue, most urgent first",
@@ -141,7 +153,9 @@ async def list_alerts(
     before acknowledged before dispatched, then severity, then oldest. Filters by status,
     kind, minimum severity and area. ``counts`` gives the live alerts by severity."""
     statuses = [s.value for s in (status or sorted(LIVE_STATUSES))]
-    query = select(Alert).where(Alert.status.in_(statuses), Alert.severity >= min_severity)
+    # Reports' alerts only for the dispatchers of their channel (or of the general queue).
+    routed = report_store.report_alerts_clause(await report_store.viewer(session, principal))
+    query = select(Alert).where(Alert.status.in_(statuses), Alert.severity >= min_severity, routed)
     if kind:
         query = query.where(Alert.kind.in_([k.value for k in kind]))
     if bbox is not None:
@@ -156,7 +170,7 @@ async def list_alerts(
     counts: dict[str, int] = {}
     for (severity,) in (
         await session.execute(
-            select(Alert.severity).where(Alert.status.in_([s.value for s in LIVE_STATUSES]))
+            select(Alert.severity).where(Alert.status.in_([s.value for s in LIVE_STATUSES]), routed)
         )
     ).all():
         counts[str(severity)] = counts.get(str(severity), 0) + 1
@@ -207,7 +221,7 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
 async def alert_cap(
     alert_id: AlertId, principal: DispatcherDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    alert = await _alert(session, alert_id)
+    alert = await _visible_alert(session, principal, alert_id)
     snap = await snapshot(session, alert, public_url=settings.public_url)
     body = to_cap(snap, sender=settings.cap_sender, now=_now())
     if alert.trip_id is not None:
@@ -230,7 +244,7 @@ async def get_alert(
 ) -> dict[str, Any]:
     """Everything a dispatcher needs: the alert, the traveller's contact, the planned
     route, the track before the alert, its history. The read is audited."""
-    alert = await _alert(session, alert_id)
+    alert = await _visible_alert(session, principal, alert_id)
     trip = await session.get(Trip, alert.trip_id) if alert.trip_id is not None else None
     snap = await snapshot(session, alert, public_url=settings.public_url, trip=trip)
     body = alert_dict(snap, _now())
@@ -252,6 +266,8 @@ async def _step(
     **kw: Any,
 ) -> Step:
     assert principal.user_id is not None
+    async with conn.app.state.sessions() as session:
+        await _visible_alert(session, principal, alert_id)
     change = await act(
         conn.app.state.sessions,
         alert_id,

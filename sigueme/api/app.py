@@ -26,6 +26,7 @@ from sigueme.api import (
     health,
     live,
     queue,
+    reports,
     risk_zones,
     shares,
     trackers,
@@ -34,6 +35,7 @@ from sigueme.api import (
     watch,
     web,
     webhooks,
+    whatsapp,
 )
 from sigueme.api.errors import install_error_handlers
 from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
@@ -132,6 +134,7 @@ def create_app(
     app.state.lifespan_hooks.append(queue.police_queue)
     app.state.lifespan_hooks.append(webhooks.webhook_task)
     app.state.lifespan_hooks.append(background.alert_services)  # after queue and webhooks
+    app.state.lifespan_hooks.append(reports.report_services)  # evidence store, WhatsApp
     app.state.relay_wake = None
 
     install_error_handlers(app)
@@ -152,6 +155,9 @@ def create_app(
     app.include_router(queue.router)
     app.include_router(alerts.router)
     app.include_router(trackers.router)
+    # -- reports (SeguriChat): the API, channels and the WhatsApp webhook ---------------
+    app.include_router(reports.router)
+    app.include_router(whatsapp.router)
     # -- the web pages (log-in, live map, share link, console) and their files -----------
     app.include_router(web.router)
     return app

@@ -5,12 +5,16 @@ text: better a clear 400 than a database error)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 2 * 2**20
 """2 MiB: a 20,000-vertex route as GeoJSON with full-precision coordinates is under 1 MiB."""
+REPORT_UPLOADS: Mapping[str, int] = {"/v1/reports": 5 * 16 * 2**20 + 2**20}
+"""Paths that take multipart uploads of evidence files, and their body limits: five files
+of up to 16 MiB, and the fields."""
 
 
 class BodyTooLarge(HTTPException):
@@ -39,9 +43,16 @@ class BodySizeLimit:
     body that arrives without one (chunked) is refused as soon as the bytes read pass
     the limit, so nothing larger is ever held in memory or parsed."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        *,
+        uploads: Mapping[str, int] = REPORT_UPLOADS,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.uploads = dict(uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,6 +65,11 @@ class BodySizeLimit:
         ):
             await self._refuse(send, 400, NulCharacter().detail)
             return
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+        # A multipart upload to a path that takes files: binary files hold NUL bytes (the
+        # route checks its text fields itself), and they are larger than other bodies.
+        upload = content_type.startswith(b"multipart/form-data") and scope["path"] in self.uploads
+        limit = self.uploads[scope["path"]] if upload else self.limit
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -61,17 +77,14 @@ class BodySizeLimit:
                 except ValueError:
                     await self._refuse(send, 400, "invalid Content-Length header")
                     return
-                if declared > self.limit:
-                    await self._refuse(send, 413, BodyTooLarge(self.limit).detail)
+                if declared > limit:
+                    await self._refuse(send, 413, BodyTooLarge(limit).detail)
                     return
         received = 0
         started = False
         tail = b""  # the end of the previous chunk: a NUL escape may straddle two
-        form = any(
-            key == b"content-type" and value.startswith(b"application/x-www-form-urlencoded")
-            for key, value in scope["headers"]
-        )
-        body_marks = _URL_NUL if form else _RAW_NUL
+        form = content_type.startswith(b"application/x-www-form-urlencoded")
+        body_marks: tuple[bytes, ...] = () if upload else _URL_NUL if form else _RAW_NUL
 
         async def counting_receive() -> Message:
             nonlocal received, tail
@@ -79,11 +92,11 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
-                if received > self.limit:
+                if received > limit:
                     # FastAPI re-raises HTTPExceptions met while reading a body, so
                     # this reaches the exception middleware and becomes a 413.
-                    raise BodyTooLarge(self.limit)
-                if _has_nul(tail + chunk, body_marks):
+                    raise BodyTooLarge(limit)
+                if body_marks and _has_nul(tail + chunk, body_marks):
                     raise NulCharacter()
                 tail = chunk[-5:]
             return message

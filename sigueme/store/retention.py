@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigueme.settings import Settings
 from sigueme.store.models import Fix, Trip, TripStatus
+from sigueme.store.reports import ReportPurge, evidence_store_for, purge_report_evidence
 
 log = logging.getLogger(__name__)
 
@@ -150,5 +151,27 @@ async def purge_forever(engine: AsyncEngine, settings: Settings, stop: asyncio.E
                 result.evidence_kept,
                 "" if result.complete else " (stopped before the end)",
             )
+        try:
+            reports = await _purge_reports(engine, settings, cutoff)
+        except Exception:
+            log.exception("retention: report purge failed; next attempt at the next interval")
+        else:
+            log.info(
+                "retention: forgot %d reports and %d evidence files (%d files deleted); "
+                "%d kept while their alert is live",
+                reports.reports,
+                reports.media,
+                len(reports.orphan_keys),
+                reports.kept_live,
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.purge_interval_s)
+
+
+async def _purge_reports(engine: AsyncEngine, settings: Settings, cutoff: datetime) -> ReportPurge:
+    """Reports past retention (:func:`sigueme.store.reports.purge_report_evidence`)."""
+    store = evidence_store_for(settings)
+    try:
+        return await purge_report_evidence(engine, store, cutoff)
+    finally:
+        await store.aclose()
