@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sigueme.geo.fixes import Fix
 from sigueme.geo.route import Route
@@ -51,10 +52,31 @@ Move = Drive | Offset | Stop
 
 
 @dataclass(frozen=True, slots=True)
+class Multipath:
+    """Urban multipath: now and then (``start_rate`` per fix) the reported position is
+    pulled ``offset_m`` to one side for ``fixes`` fixes in a row (a street canyon, a
+    glass front), and the phone's reported accuracy grows by ``accuracy_share`` of that
+    offset: it knows something is off, never by how much."""
+
+    start_rate: float = 0.01
+    fixes: tuple[int, int] = (2, 8)
+    offset_m: tuple[float, float] = (20.0, 150.0)
+    accuracy_share: tuple[float, float] = (0.2, 0.6)
+
+
+@dataclass(frozen=True, slots=True)
 class Noise:
     noise_m: float = 8.0
     outlier_rate: float = 0.02
     outlier_m: tuple[float, float] = (50.0, 150.0)
+    multipath: Multipath | None = None
+    """Episodes of a biased position (none by default)."""
+
+
+URBAN_NOISE = Noise(noise_m=6.0, outlier_rate=0.03, outlier_m=(30.0, 200.0), multipath=Multipath())
+"""A phone in a Mexican city (REFERENCE.md): 5-15 m of error, reported accuracy about a
+68 % radius, single-fix multipath outliers of tens to a couple of hundred metres, and
+episodes of several fixes pulled to one side."""
 
 
 def _pose(route: Route, s: float, lateral: float) -> tuple[float, float]:
@@ -132,8 +154,12 @@ def simulate(
         a = rng.uniform(0.0, 2 * math.pi, k)
         x[outlier] += r * np.cos(a)
         y[outlier] += r * np.sin(a)
+    extra_accuracy = np.zeros(n)
+    if noise.multipath is not None:
+        # Its own random stream, so traces without multipath stay as they always were.
+        extra_accuracy = _multipath(x, y, noise.multipath, np.random.default_rng([seed, 1]))
     lon, lat = route.frame.inverse_many(x, y)
-    accuracy = np.round(noise.noise_m * rng.uniform(1.0, 2.0, n), 1)
+    accuracy = np.round(noise.noise_m * rng.uniform(1.0, 2.0, n) + extra_accuracy, 1)
     fixes = []
     for i, row in enumerate(rows):
         hours = (row[0] - start_t) / 3600
@@ -149,3 +175,25 @@ def simulate(
             )
         )
     return fixes
+
+
+def _multipath(
+    x: NDArray[np.float64], y: NDArray[np.float64], multipath: Multipath, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Pull episodes of fixes to one side, in place; the accuracy each fix adds."""
+    n = len(x)
+    extra = np.zeros(n)
+    i = 0
+    while i < n:
+        if rng.random() >= multipath.start_rate:
+            i += 1
+            continue
+        length = int(rng.integers(multipath.fixes[0], multipath.fixes[1] + 1))
+        offset = rng.uniform(*multipath.offset_m)
+        angle = rng.uniform(0.0, 2 * math.pi)
+        end = min(n, i + length)
+        x[i:end] += offset * math.cos(angle)
+        y[i:end] += offset * math.sin(angle)
+        extra[i:end] = offset * rng.uniform(*multipath.accuracy_share)
+        i = end
+    return extra

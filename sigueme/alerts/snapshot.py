@@ -7,7 +7,7 @@ Built by the services from the stored alert, its trip and traveller
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,12 @@ class HistoryEntry:
     action: str
     actor: str | None
     note: str | None
+    police_only: bool = False
+    """Never shown outside the police (the duress PIN, a reveal)."""
+
+
+POLICE_ONLY_DETAILS = ("duress", "duress_at")
+"""Details of an alert that only the police read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,18 @@ class AlertSnapshot:
         if self.count > 1:
             parts.append(f"Se repitió {self.count} veces.")
         return " ".join(parts)
+
+
+def public_view(alert: AlertSnapshot) -> AlertSnapshot:
+    """The alert as those outside the police see it (monitors, share links, the
+    traveller, webhooks): without the police-only history and details, and without the
+    traveller's phone number (a share link may be in anyone's hands)."""
+    return replace(
+        alert,
+        traveller=replace(alert.traveller, contact=None),
+        details={k: v for k, v in alert.details.items() if k not in POLICE_ONLY_DETAILS},
+        history=tuple(h for h in alert.history if not h.police_only),
+    )
 
 
 def _report_text(alert: AlertSnapshot, report: ReportFacts) -> str:

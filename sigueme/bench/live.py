@@ -42,19 +42,19 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Final
 
 import asyncpg
 import httpx
 import numpy as np
 from sqlalchemy.engine import make_url
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from sigueme.bench.geo import machine
 from sigueme.bench.workload import wiggly_route
 from sigueme.geo import Route
+from sigueme.simulate_live import ServiceError, dumps, enrol, file_trip, fix_dict, open_phone
 from sigueme.store.db import upgrade_async
 
 PHONE_FRAMES_PER_S: Final = 10.0
@@ -74,8 +74,8 @@ SETUP_CONCURRENCY: Final = 16
 CONNECT_CONCURRENCY: Final = 64
 
 
-class BenchError(Exception):
-    """The benchmark could not run (a server refused, the worker died): the reason."""
+BenchError = ServiceError
+"""The benchmark could not run (a server refused, the worker died): the reason."""
 
 
 # -- the worker process ------------------------------------------------------------------
@@ -86,13 +86,16 @@ def sigueme_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from sigueme.cli.main import app; app()", *args]
 
 
-def service_env(database_url: str, redis_url: str | None = None) -> dict[str, str]:
+def service_env(
+    database_url: str, redis_url: str | None = None, settings: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """This process's environment without SIGUEME_* settings, plus the database (and
-    Redis when given)."""
+    Redis when given) and ``settings`` (more ``SIGUEME_*`` variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGUEME_")}
     env["SIGUEME_DATABASE_URL"] = database_url
     if redis_url:
         env["SIGUEME_REDIS_URL"] = redis_url
+    env.update(settings or {})
     return env
 
 
@@ -129,15 +132,20 @@ class Worker:
 
 
 def start_worker(
-    database_url: str, redis_url: str | None = None, *, log_level: str = "warning"
+    database_url: str,
+    redis_url: str | None = None,
+    *,
+    log_level: str = "warning",
+    settings: Mapping[str, str] | None = None,
 ) -> Worker:
     """Start ``sigueme serve`` on a free loopback port and wait until ``/healthz``
-    answers. Its output goes to a temporary file (:meth:`Worker.log_text`)."""
+    answers. Its output goes to a temporary file (:meth:`Worker.log_text`); ``settings``
+    are more ``SIGUEME_*`` variables for it."""
     port = free_port()
     log = tempfile.TemporaryFile("a+b")  # noqa: SIM115  (closed by stop_worker; appends)
     process = subprocess.Popen(
         sigueme_command("serve", "--port", str(port), "--log-level", log_level),
-        env=service_env(database_url, redis_url),
+        env=service_env(database_url, redis_url, settings),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -272,21 +280,8 @@ class Phone:
         lon, lat = self.route.point_at((t - self.t0) * SPEED_MPS)
         lat += rng.gauss(0.0, NOISE_M) / 111_320.0
         lon += rng.gauss(0.0, NOISE_M) / (111_320.0 * math.cos(math.radians(lat)))
-        frame = {
-            "type": "fix",
-            "seq": self.seq,
-            "t": round(t, 3),
-            "lat": round(lat, 7),
-            "lon": round(lon, 7),
-            "accuracy": NOISE_M * 2,
-            "speed": SPEED_MPS,
-            "battery": 80,
-        }
-        return self.seq, json.dumps(frame, separators=(",", ":"))
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+        fix = fix_dict(self.seq, t, lat, lon, accuracy=NOISE_M * 2, speed=SPEED_MPS, battery=80)
+        return self.seq, dumps({"type": "fix", **fix})
 
 
 async def create_phones(http: str, admin_token: str, count: int, seed: int = 11) -> list[Phone]:
@@ -294,34 +289,23 @@ async def create_phones(http: str, admin_token: str, count: int, seed: int = 11)
     the API on a route of its own."""
     rng = np.random.default_rng(seed)
     routes = [wiggly_route(rng, ROUTE_VERTICES, ROUTE_LENGTH_M) for _ in range(count)]
-    now = datetime.now(UTC)
+    departure = time.time() - 60.0
     run = uuid.uuid4().hex[:6]
     limit = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     async def one(client: httpx.AsyncClient, k: int) -> Phone:
         async with limit:
-            user = await client.post(
-                "/v1/users",
-                headers={"Authorization": f"Bearer {admin_token}"},
-                json={"name": f"bench-{run}-{k}", "role": "traveller"},
-            )
-            if user.status_code != 201:
-                raise BenchError(f"POST /v1/users: {user.status_code} {user.text[:200]}")
-            token = user.json()["token"]
+            token = await enrol(client, admin_token, f"bench-{run}-{k}")
             route = routes[k]
-            trip = await client.post(
-                "/v1/trips",
-                headers={"Authorization": f"Bearer {token}"},
-                json={
-                    "route": {"type": "LineString", "coordinates": route.lonlat.tolist()},
-                    "departure": _iso(now - timedelta(minutes=1)),
-                    "duration_min": route.length_m / SPEED_MPS / 60 * 1.5 + 10,
-                    "label": f"bench {k}",
-                },
+            trip_id = await file_trip(
+                client,
+                token,
+                route,
+                departure=departure,
+                arrival=departure + route.length_m / SPEED_MPS * 1.5 + 600.0,
+                label=f"bench {k}",
             )
-            if trip.status_code != 201:
-                raise BenchError(f"POST /v1/trips: {trip.status_code} {trip.text[:200]}")
-            return Phone(k, trip.json()["id"], token, route, t0=time.time())
+            return Phone(k, trip_id, token, route, t0=time.time())
 
     async with httpx.AsyncClient(base_url=http, timeout=60) as client:
         return list(await asyncio.gather(*(one(client, k) for k in range(count))))
@@ -394,7 +378,8 @@ class RateResult:
         }
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of values sorted ascending; NaN for none."""
     if not sorted_values:
         return math.nan
     k = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
@@ -431,17 +416,7 @@ class Driver:
 
         async def one(phone: Phone) -> None:
             async with limit:
-                ws = await connect(
-                    f"{self.ws_base}/v1/trips/{phone.trip_id}/phone",
-                    additional_headers={"Authorization": f"Bearer {phone.token}"},
-                    open_timeout=60,
-                    ping_interval=None,
-                    compression=None,
-                )
-                ready = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                if ready.get("type") != "ready":
-                    raise BenchError(f"the phone socket answered {ready!r}, not ready")
-                phone.ws = ws
+                phone.ws = await open_phone(self.ws_base, phone.trip_id, phone.token)
 
         await asyncio.gather(*(one(p) for p in self.phones))
         self.readers = [asyncio.create_task(self._read(p)) for p in self.phones]
@@ -488,8 +463,11 @@ class Driver:
         if self.tally.errors:
             raise BenchError(f"warm-up: {dict(self.tally.errors)}")
 
-    async def run_rate(self, rate: float, seconds: float, worker_pid: int) -> RateResult:
-        """Send ``rate`` fixes/s for ``seconds``, then wait for the acks still due."""
+    async def run_rate(
+        self, rate: float, seconds: float, worker_pid: int, stop: asyncio.Event | None = None
+    ) -> RateResult:
+        """Send ``rate`` fixes/s for ``seconds`` (or until ``stop`` is set: the window
+        ends there), then wait for the acks still due."""
         n_phones = len(self.phones)
         total = max(1, round(rate * seconds))
         self.tally = tally = _Tally()
@@ -512,6 +490,9 @@ class Driver:
         sent = 0
         lag = 0.0
         while sent < total:
+            if stop is not None and stop.is_set():
+                tally.window_end = time.perf_counter()
+                break
             now = time.perf_counter()
             due = min(total, int((now - start) * rate) + 1)
             lag = max(lag, now - (start + (due - 1) / rate))
@@ -533,6 +514,7 @@ class Driver:
                 await asyncio.sleep(wait)
         await asyncio.sleep(max(0.0, tally.window_end - time.perf_counter()))
         elapsed = time.perf_counter() - start
+        window = min(seconds, tally.window_end - start)
         driver_cpu = (time.process_time() - cpu0) / elapsed
         worker_cpu = (process_cpu_seconds(worker_pid) - worker0) / elapsed
         busy1, all1 = machine_busy_seconds()
@@ -545,12 +527,12 @@ class Driver:
         latencies = sorted(tally.latencies)
         return RateResult(
             rate=rate,
-            seconds=seconds,
+            seconds=window,
             sent=sent,
             acked=len(latencies),
             acked_in_window=tally.acked_in_window,
-            p50_ms=_percentile(latencies, 0.50) * 1e3,
-            p99_ms=_percentile(latencies, 0.99) * 1e3,
+            p50_ms=percentile(latencies, 0.50) * 1e3,
+            p99_ms=percentile(latencies, 0.99) * 1e3,
             max_ms=(latencies[-1] if latencies else math.nan) * 1e3,
             errors=dict(tally.errors),
             unacked=unacked,

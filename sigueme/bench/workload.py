@@ -12,6 +12,8 @@ from sigueme.geo.route import GEOD
 from sigueme.simulate import Drive, Noise, simulate
 
 START_T = 1_780_000_000.0  # 2026-05-28T20:26:40Z, election season
+CUERNAVACA = (-99.23, 18.92)
+"""(lon, lat) of Cuernavaca's centre."""
 
 
 @dataclass(frozen=True)
@@ -21,9 +23,18 @@ class Workload:
     """(trip index, fix), in time order across trips, as a worker receives them."""
 
 
-def wiggly_route(rng: np.random.Generator, vertices: int, length_m: float) -> Route:
-    """A route of ``vertices`` points and about ``length_m``, starting somewhere in Morelos."""
-    lon, lat = rng.uniform(-99.4, -98.7), rng.uniform(18.4, 19.1)
+def wiggly_route(
+    rng: np.random.Generator,
+    vertices: int,
+    length_m: float,
+    start: tuple[float, float] | None = None,
+) -> Route:
+    """A route of ``vertices`` points and about ``length_m``, starting somewhere in Morelos
+    (or at ``start``, (lon, lat))."""
+    if start is None:
+        lon, lat = rng.uniform(-99.4, -98.7), rng.uniform(18.4, 19.1)
+    else:
+        lon, lat = start
     heading = rng.uniform(0.0, 360.0)
     step = length_m / (vertices - 1)
     bend, phase = rng.uniform(15, 45), rng.uniform(0, 2 * math.pi)
@@ -33,6 +44,21 @@ def wiggly_route(rng: np.random.Generator, vertices: int, length_m: float) -> Ro
         lon, lat, _ = GEOD.fwd(lon, lat, az, step * rng.uniform(0.5, 1.5))
         pts.append((float(lon), float(lat)))
     return Route(pts)
+
+
+def route_near(
+    rng: np.random.Generator,
+    centre: tuple[float, float] = CUERNAVACA,
+    *,
+    within_m: float = 4_000.0,
+    length_m: float = 6_000.0,
+    vertices: int = 80,
+) -> Route:
+    """A route of about ``length_m`` starting within ``within_m`` of ``centre`` (lon, lat)."""
+    az = rng.uniform(0.0, 360.0)
+    dist = within_m * math.sqrt(rng.uniform(0.0, 1.0))
+    lon, lat, _ = GEOD.fwd(centre[0], centre[1], az, dist)
+    return wiggly_route(rng, vertices, length_m, start=(float(lon), float(lat)))
 
 
 def make_workload(

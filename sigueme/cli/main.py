@@ -392,7 +392,6 @@ def scenario_moves(scenario: Scenario, length_m: float) -> list[Move]:
     return [Drive(length_m)]
 
 
-@app.command("simulate", short_help="Simulate a phone's trace along a route.")
 def simulate_command(
     route: Annotated[
         str,
@@ -546,4 +545,4 @@ maintenance.register(app, bench_app)
 
 from sigueme.cli import live  # noqa: E402
 
-live.register(app, bench_app)
+live.register(app, bench_app, simulate_trace=simulate_command)

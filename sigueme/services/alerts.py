@@ -25,6 +25,7 @@ from typing import Any, Final
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
 
 from sigueme.alerts.kinds import AlertKind, Severity
 from sigueme.alerts.lifecycle import (
@@ -42,6 +43,7 @@ from sigueme.alerts.snapshot import (
     ReportFacts,
     TrackPoint,
     Traveller,
+    public_view,
 )
 from sigueme.errors import Conflict, NotFound
 from sigueme.reports.categories import ReportCategory
@@ -392,10 +394,13 @@ async def snapshot(
     track: bool = True,
 ) -> AlertSnapshot:
     """Everything ``alert`` says, with its trip, traveller, track and history (and, for
-    a report's alert, the report, never who made it). ``police=False`` leaves out what
-    only the police may read (the duress marks)."""
+    a report's alert, the report, never who made it). ``police=False``: the
+    :func:`~sigueme.alerts.snapshot.public_view` of it."""
     if trip is None and alert.trip_id is not None:
-        trip = await session.get(Trip, alert.trip_id)
+        # Not the geometries: an alert does not need a 20,000-vertex route to be read.
+        trip = await session.get(
+            Trip, alert.trip_id, options=[defer(Trip.route), defer(Trip.corridor)]
+        )
         if trip is None:
             raise NotFound("no such trip")
     report = await _report_facts(session, alert.report_id) if alert.report_id else None
@@ -403,8 +408,7 @@ async def snapshot(
         owner = await session.get(User, trip.owner_id)
         traveller = Traveller(
             name=(owner.display_name or owner.name) if owner else "?",
-            # The phone number is for the police: a share link may be in anyone's hands.
-            contact=owner.contact if owner and police else None,
+            contact=owner.contact if owner else None,
             profile=owner.profile if owner else None,
         )
     else:
@@ -432,19 +436,14 @@ async def snapshot(
         .where(AlertHistory.alert_id == alert.id)
         .order_by(AlertHistory.at, AlertHistory.id)
     )
-    if not police:
-        history_query = history_query.where(AlertHistory.police_only.is_(False))
     history = tuple(
-        HistoryEntry(h.at, h.action, name, h.note)
+        HistoryEntry(h.at, h.action, name, h.note, h.police_only)
         for h, name in (await session.execute(history_query)).all()
     )
     details = dict(alert.details or {})
-    if not police:
-        for key in ("duress", "duress_at"):
-            details.pop(key, None)
     since = details.get("off_route_since")
     base = public_url.rstrip("/")
-    return AlertSnapshot(
+    full = AlertSnapshot(
         id=alert.id,
         kind=AlertKind(alert.kind),
         severity=Severity(alert.severity),
@@ -476,6 +475,7 @@ async def snapshot(
         history=history,
         report=report,
     )
+    return full if police else public_view(full)
 
 
 async def _report_facts(session: AsyncSession, report_id: int) -> ReportFacts | None:

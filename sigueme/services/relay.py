@@ -15,12 +15,12 @@ One pass (:func:`relay_once`):
    field; ``event`` says what happened). A queue that is down stops the pass: the
    change keeps its place and is tried again (its ``attempts`` and ``last_error``
    say so);
-3. *mark* (a transaction): published changes get ``published_at``; ``on_published``
+3. *tell watchers* (best-effort): the alert as a GeoJSON Feature (``"kind": "alert"``)
+   on the trip's live channel, as watchers see it. Police-only changes (the duress
+   PIN's) and alerts without a trip (reports) are not told;
+4. *mark* (a transaction): published changes get ``published_at``; ``on_published``
    runs in that transaction (webhook deliveries are enqueued there), ``after_commit``
-   after it (the webhook sender is woken there);
-4. *tell watchers* (after the commit, best-effort): the alert as a GeoJSON Feature
-   (``"kind": "alert"``) on the trip's live channel. Police-only changes (the duress
-   PIN's) are not told.
+   after it (the webhook sender is woken there).
 
 A crash between 2 and 3 puts a change on the queue twice: consumers tell duplicates
 apart by ``outbox_id``.
@@ -40,7 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sigueme.alerts.lifecycle import Action
-from sigueme.alerts.snapshot import AlertSnapshot, alert_dict
+from sigueme.alerts.snapshot import AlertSnapshot, alert_dict, public_view
 from sigueme.bus.live import LiveBus
 from sigueme.bus.queue import PoliceQueue, QueueUnavailable
 from sigueme.services.alerts import snapshot
@@ -140,7 +140,7 @@ async def _build(
             if alert is None:  # deleted with its trip
                 continue
             snap = await snapshot(session, alert, public_url=public_url, police=True)
-            public = await snapshot(session, alert, public_url=public_url, police=False)
+            public = public_view(snap)
             built.append(
                 Relayed(
                     outbox_id=outbox_id,
@@ -182,6 +182,15 @@ async def relay_once(
             failure = exc
             break
         published.append(relayed)
+    if live is not None:
+        # Watchers next (the alert is committed already; marking it published can wait).
+        for relayed in published:
+            if relayed.event == Action.DURESS.value or relayed.trip_id is None:
+                continue
+            try:
+                await live.publish(relayed.trip_id, alert_feature(relayed))
+            except Exception:
+                log.warning("live feed: alert %s not published", relayed.alert_id, exc_info=True)
     async with sessions() as session, session.begin():
         done = {r.outbox_id for r in published}
         missing = {c[0] for c in claimed} - {r.outbox_id for r in built}
@@ -206,14 +215,6 @@ async def relay_once(
                 await on_published(session, relayed)
     if after_commit is not None and published:
         after_commit(published)
-    if live is not None:
-        for relayed in published:
-            if relayed.event == Action.DURESS.value or relayed.trip_id is None:
-                continue
-            try:
-                await live.publish(relayed.trip_id, alert_feature(relayed))
-            except Exception:
-                log.warning("live feed: alert %s not published", relayed.alert_id, exc_info=True)
     if failure is not None:
         raise failure
     return published
