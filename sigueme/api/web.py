@@ -95,9 +95,10 @@ def tile_origin(tile_url: str) -> str | None:
 
 
 def content_security_policy(settings: Settings) -> str:
-    """Self only; images also from the tile host. No inline script or style, no
-    framing, no plugins; forms post here only."""
-    images = ["'self'"]
+    """Self only; images also from the tile host. A report's evidence (photos, audio,
+    video), fetched with the token, is shown from ``blob:`` URLs the page makes itself.
+    No inline script or style, no framing, no plugins; forms post here only."""
+    images = ["'self'", "blob:"]
     origin = tile_origin(settings.tile_url)
     if origin is not None:
         images.append(origin)
@@ -107,6 +108,7 @@ def content_security_policy(settings: Settings) -> str:
             "script-src 'self'",
             "style-src 'self'",
             f"img-src {' '.join(images)}",
+            "media-src blob:",
             "font-src 'self'",
             # 'self' takes in ws:// and wss:// of this host (CSP Level 3): the live feed.
             "connect-src 'self'",

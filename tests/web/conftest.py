@@ -5,6 +5,8 @@ database and Redis for the module, and Debian's headless Chromium driven by Play
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 
@@ -27,9 +29,10 @@ async def service(
     postgres_dsn: str, postgis_template: str, redis_url: str
 ) -> AsyncIterator[Service]:
     """A worker on a fresh PostGIS database (from the migrated template) and Redis, with
-    no base-map tiles (the tests run offline), and an admin's token. The worker must not
-    log a traceback."""
+    no base-map tiles (the tests run offline), reports' evidence in a throw-away
+    directory, and an admin's token. The worker must not log a traceback."""
     name = f"sigueme_web_{uuid.uuid4().hex[:12]}"
+    evidence = tempfile.mkdtemp(prefix="sigueme-web-evidence-")
     admin = await asyncpg.connect(postgres_dsn)
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgis_template}"')
     url = _async_url(postgres_dsn, name)
@@ -41,6 +44,7 @@ async def service(
             url,
             redis_url,
             tile_url="",
+            evidence_dir=evidence,
             # Its own police stream: other tests may share the Redis server.
             police_stream=f"sigueme:web:{uuid.uuid4().hex[:8]}",
         )
@@ -49,6 +53,7 @@ async def service(
         log = await asyncio.to_thread(stop_worker, worker) if worker is not None else ""
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+        shutil.rmtree(evidence, ignore_errors=True)
     assert "Traceback" not in log, log
 
 

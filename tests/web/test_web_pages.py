@@ -64,7 +64,9 @@ async def test_pages_are_spanish_html_with_strict_headers(
     assert csp["connect-src"] == ["'self'"]
     assert csp["frame-ancestors"] == ["'none'"]
     assert csp["base-uri"] == ["'none'"]
-    assert csp["img-src"] == ["'self'", "https://tile.openstreetmap.org"]
+    # blob: the console's evidence files, fetched with the token (never from a URL).
+    assert csp["img-src"] == ["'self'", "blob:", "https://tile.openstreetmap.org"]
+    assert csp["media-src"] == ["blob:"]
     assert "unsafe" not in response.headers["content-security-policy"]
 
 
@@ -190,7 +192,7 @@ async def test_the_tile_template_reaches_the_page_and_the_csp(tmp_path: Path) ->
         tmp_path, tile_url=template, tile_attribution='Mapa © "CES" <Morelos> & OSM'
     ) as c:
         response = await c.get("/map")
-    assert _csp(response)["img-src"] == ["'self'", "https://*.tiles.example.mx"]
+    assert _csp(response)["img-src"] == ["'self'", "blob:", "https://*.tiles.example.mx"]
     assert (
         '<meta name="sigueme-tile-url" '
         'content="https://{s}.tiles.example.mx/base/{z}/{x}/{y}.png?key=k1">' in response.text
@@ -203,7 +205,7 @@ async def test_the_tile_template_reaches_the_page_and_the_csp(tmp_path: Path) ->
 async def test_without_tiles_images_come_from_this_service_only(tmp_path: Path) -> None:
     async with _client(tmp_path, tile_url="") as c:
         response = await c.get("/console")
-    assert _csp(response)["img-src"] == ["'self'"]
+    assert _csp(response)["img-src"] == ["'self'", "blob:"]
     assert '<meta name="sigueme-tile-url" content="">' in response.text
 
 

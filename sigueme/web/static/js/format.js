@@ -46,7 +46,34 @@ export const ALERT_KIND = {
   signal_lost: "Sin señal del teléfono",
   overdue: "No llegó a su destino a tiempo",
   risk_zone: "Entró a una zona de riesgo",
+  report: "Reporte ciudadano",
 };
+
+/** A report's categories (sigueme/reports/categories.py), in the order a dispatcher picks. */
+export const REPORT_CATEGORY = {
+  attack_violence: "Agresión o violencia",
+  threat: "Amenaza",
+  political_violence_women: "Violencia política contra las mujeres en razón de género",
+  polling_station_obstruction: "Obstrucción de una casilla",
+  vote_buying_coercion: "Compra o coacción del voto",
+  misuse_public_resources: "Uso indebido de recursos públicos",
+  other: "Otro",
+};
+
+/** Where a report came from. */
+export const REPORT_SOURCE = { whatsapp: "WhatsApp", api: "API" };
+
+/** Where a report's position came from. */
+export const POSITION_SOURCE = {
+  phone: "GPS del teléfono",
+  map: "punto elegido en un mapa",
+  whatsapp: "ubicación compartida por WhatsApp",
+  photo: "GPS de la foto",
+  text: "lugar descrito",
+};
+
+/** An evidence file's kind. */
+export const MEDIA_KIND = { image: "Foto", audio: "Audio", video: "Video" };
 
 export const SEVERITY = { 1: "baja", 2: "media", 3: "alta", 4: "máxima" };
 
@@ -78,6 +105,10 @@ export const ACTION = {
   resolved: "resuelta",
   cancelled: "cancelada por la persona",
   duress: "PIN de coacción",
+  referred_fede: "turnada a la FEDE Morelos",
+  revealed: "se consultó quién reportó",
+  category_changed: "categoría cambiada",
+  channel_changed: "canal cambiado",
 };
 
 export const ROLE = {
@@ -135,6 +166,14 @@ export function delay(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   if (Math.abs(seconds) < 60) return "a tiempo";
   return seconds > 0 ? `${duration(seconds)} tarde` : `${duration(seconds)} antes`;
+}
+
+/** A file size: "830 B", "12.4 KB", "3.1 MB". */
+export function bytes(size) {
+  if (size === null || size === undefined || !Number.isFinite(size)) return "—";
+  if (size < 1024) return `${size} B`;
+  if (size < 1024 * 1024) return `${numberFormat.format(size / 1024)} KB`;
+  return `${numberFormat.format(size / (1024 * 1024))} MB`;
 }
 
 export function percent(value) {
