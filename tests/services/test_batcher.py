@@ -153,3 +153,23 @@ async def test_resends_in_one_batch_are_stored_once(
     )
     assert [(o.seq, o.duplicate) for o in first.outcomes] == [(0, False), (1, False)]
     assert [(o.seq, o.duplicate) for o in again.outcomes] == [(1, True), (2, False)]
+
+
+async def test_two_writers_give_the_same_answers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    trips = await _trips(sessions, 10)
+    batcher = IngestBatcher(sessions, writers=2, max_calls=3)
+    for r in range(4):
+        received = T0 + timedelta(seconds=10 * r + 2)
+        answers = await asyncio.gather(
+            *(batcher.ingest(trip_id, [_fix(r)], received_at=received) for trip_id in trips)
+        )
+        assert [a.status.trip_id for a in answers] == trips
+        assert all([(o.seq, o.verdict) for o in a.outcomes] == [(r, "accepted")] for a in answers)
+    assert batcher.batches >= 4 * 4  # three calls a batch: several batches in flight
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(FixModel).where(FixModel.trip_id.in_(trips))
+        )
+    assert stored == 4 * len(trips)
