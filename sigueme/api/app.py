@@ -38,7 +38,8 @@ from sigueme.api import (
     whatsapp,
 )
 from sigueme.api.errors import install_error_handlers
-from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit
+from sigueme.api.limits import MAX_BODY_BYTES, BodySizeLimit, document_refusals
+from sigueme.api.log_privacy import keep_secrets_out_of_logs
 from sigueme.api.metrics import HttpMetrics, MetricsMiddleware
 from sigueme.bus.live import LiveBus, LiveMetrics, LocalLiveBus, RedisLiveBus
 from sigueme.services.batcher import IngestBatcher
@@ -55,6 +56,8 @@ entered after the database is ready, exited at shutdown in reverse order."""
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Here, not in create_app: a server configures its logging between the two.
+    keep_secrets_out_of_logs()
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database_url.get_secret_value())
         stack.push_async_callback(engine.dispose)
@@ -140,6 +143,7 @@ def create_app(
     install_error_handlers(app)
     # Added last runs first: metrics see every answer, including the 413s.
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.openapi = document_refusals(app.openapi)  # type: ignore[method-assign]
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     app.include_router(health.router)

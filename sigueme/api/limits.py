@@ -5,7 +5,8 @@ text: better a clear 400 than a database error)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -131,3 +132,40 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_REFUSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_REFUSALS: dict[str, dict[str, Any]] = {
+    "400": {
+        "description": "A NUL character in the path, the query string or the body.",
+        "content": {"application/json": {"schema": _REFUSAL_SCHEMA}},
+    },
+    "413": {
+        "description": "The request body is larger than the limit (2 MiB for most).",
+        "content": {"application/json": {"schema": _REFUSAL_SCHEMA}},
+    },
+}
+_BODY_METHODS = frozenset({"post", "put", "patch"})
+
+
+def document_refusals(openapi: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """Wrap an app's ``openapi`` so that every operation documents what
+    :class:`BodySizeLimit` answers before the operation runs: 400 (a NUL character),
+    and for methods with a body, 413. An operation that documents them itself keeps
+    its own."""
+
+    def with_refusals() -> dict[str, Any]:
+        schema = openapi()
+        for item in schema.get("paths", {}).values():
+            for method, operation in item.items():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("400", _REFUSALS["400"])
+                if method in _BODY_METHODS:
+                    responses.setdefault("413", _REFUSALS["413"])
+        return schema
+
+    return with_refusals

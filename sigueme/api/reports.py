@@ -39,6 +39,7 @@ from sigueme.alerts.lifecycle import Action
 from sigueme.api.deps import AdminDep, SessionDep, UserDep, require_role
 from sigueme.api.errors import invalid_body
 from sigueme.api.fixes_in import wake_relay
+from sigueme.api.schemas import RefusalOut
 from sigueme.api.trips import INVALID, UNAUTHORIZED, Responses, _err
 from sigueme.errors import Invalid, NotFound
 from sigueme.reports.categories import ReportCategory
@@ -74,8 +75,10 @@ from sigueme.store.users import get_user
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 DispatcherDep = Annotated[Principal, Depends(require_role(Role.DISPATCHER, Role.ADMIN))]
+# Bounded by the columns they are compared with (PostgreSQL refuses a parameter out of
+# their range, which would be a 500): reports' ids are BIGINT, channels' and media's INTEGER.
 ReportId = Annotated[int, Path(ge=1, le=2**62, description="The report's id.")]
-ChannelId = Annotated[int, Path(ge=1, le=2**31, description="The channel's id.")]
+ChannelId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The channel's id.")]
 
 MAX_LIST: Final = 200
 FUTURE_SLACK: Final = timedelta(minutes=10)
@@ -94,9 +97,14 @@ DISPATCHERS: Responses = {
     403: _err("Only the dispatchers the report is routed to, and admins, work reports.")
 }
 MEDIA_REFUSED: Responses = {
-    413: _err("An evidence file is too big (images 5 MiB, audio and video 16 MiB)."),
+    413: _err(
+        "The body, or an evidence file, is too big (images 5 MiB, audio and video 16 MiB).",
+        RefusalOut,
+    ),
     415: _err(
-        "An evidence file is not an accepted type (JPEG, PNG, AAC, AMR, MP3, M4A, OGG, MP4, 3GP)."
+        "Not multipart, a form or JSON; or an evidence file is not an accepted type (JPEG, "
+        "PNG, AAC, AMR, MP3, M4A, OGG, MP4, 3GP): then `loc` names the file.",
+        RefusalOut,
     ),
 }
 
@@ -518,7 +526,7 @@ async def list_reports(
     channel: Annotated[str | None, Query(max_length=100)] = None,
     source: Annotated[Literal["api", "whatsapp"] | None, Query()] = None,
     before: Annotated[
-        int | None, Query(ge=1, description="Only reports with a smaller id.")
+        int | None, Query(ge=1, le=2**62, description="Only reports with a smaller id.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
 ) -> dict[str, Any]:
@@ -576,7 +584,7 @@ async def get_report(
 )
 async def get_media(
     report_id: ReportId,
-    media_id: Annotated[int, Path(ge=1, le=2**31)],
+    media_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     principal: UserDep,
     session: SessionDep,
     evidence_store: EvidenceDep,

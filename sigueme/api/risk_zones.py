@@ -32,6 +32,7 @@ from sigueme.api.trips import (
     GeoJSONResponse,
     Responses,
     _err,
+    json_errors,
     owner_names,
     refuse,
 )
@@ -149,7 +150,7 @@ def zone_feature(zone: RiskZone, names: dict[int, str]) -> ZoneFeature:
     response_model=ZoneFeature,
     response_class=GeoJSONResponse,
     summary="Add a risk zone (admins)",
-    responses={201: GEOJSON_CONTENT, **UNAUTHORIZED, **ADMINS_ONLY, **INVALID},
+    responses={201: GEOJSON_CONTENT, **json_errors(UNAUTHORIZED, ADMINS_ONLY, INVALID)},
 )
 async def add_zone(
     body: RiskZoneCreate,
@@ -182,7 +183,7 @@ async def add_zone(
     response_model=ZoneCollection,
     response_class=GeoJSONResponse,
     summary="List risk zones (admins and dispatchers)",
-    responses={200: GEOJSON_CONTENT, **UNAUTHORIZED, **READERS_ONLY, **INVALID},
+    responses={200: GEOJSON_CONTENT, **json_errors(UNAUTHORIZED, READERS_ONLY, INVALID)},
 )
 async def list_zones(
     principal: ReaderDep,
@@ -204,7 +205,7 @@ async def list_zones(
     response_model=ZoneFeature,
     response_class=GeoJSONResponse,
     summary="Read a risk zone (admins and dispatchers)",
-    responses={200: GEOJSON_CONTENT, **UNAUTHORIZED, **READERS_ONLY, **NOT_FOUND_ZONE},
+    responses={200: GEOJSON_CONTENT, **json_errors(UNAUTHORIZED, READERS_ONLY, NOT_FOUND_ZONE)},
 )
 async def get_zone(zone_id: ZoneId, principal: ReaderDep, session: SessionDep) -> ZoneFeature:
     """One zone, monitored or deactivated."""
@@ -217,7 +218,7 @@ async def get_zone(zone_id: ZoneId, principal: ReaderDep, session: SessionDep) -
     response_model=ZoneFeature,
     response_class=GeoJSONResponse,
     summary="Deactivate a risk zone (admins)",
-    responses={200: GEOJSON_CONTENT, **UNAUTHORIZED, **ADMINS_ONLY, **NOT_FOUND_ZONE},
+    responses={200: GEOJSON_CONTENT, **json_errors(UNAUTHORIZED, ADMINS_ONLY, NOT_FOUND_ZONE)},
 )
 async def deactivate_zone(
     zone_id: ZoneId, principal: AdminDep, session: SessionDep, index: ZoneIndexDep

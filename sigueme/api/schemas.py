@@ -18,9 +18,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     StrictFloat,
     StrictInt,
     Tag,
+    field_validator,
 )
 
 from sigueme.access import Scope
@@ -46,6 +48,11 @@ class _Out(BaseModel):
 # -- filing a trip ---------------------------------------------------------------------
 
 
+Coordinate = Annotated[float, Strict()]
+"""A number (an integer too), never text or a boolean: ``"18.9"`` or ``true`` as a latitude
+is a client's bug, not a position."""
+
+
 class RouteLineString(LineString):
     """A route as a GeoJSON LineString: ``[lon, lat]`` positions, at most 20,000."""
 
@@ -54,9 +61,22 @@ class RouteLineString(LineString):
     # names the bad number once ("coordinates.3.1: finite number") instead of once per
     # branch of the union.
     coordinates: Annotated[  # type: ignore[assignment]
-        list[Annotated[list[float], Field(min_length=2, max_length=3)]],
+        list[Annotated[list[Coordinate], Field(min_length=2, max_length=3)]],
         Field(min_length=2, max_length=MAX_VERTICES),
     ]
+
+    @field_validator("bbox")
+    @classmethod
+    def validate_bbox(cls, bbox: Any) -> Any:
+        """Replaces geojson-pydantic's check, which warns (``UserWarning``) on every
+        request whose bbox has west > east: any client could flood the server's log with
+        warnings. Such a bbox is legal GeoJSON (it crosses the antimeridian); the route's
+        bbox is ignored either way. South above north is still refused."""
+        if bbox is not None:
+            half = len(bbox) // 2
+            if any(bbox[i] > bbox[i + half] for i in range(1, half)):
+                raise ValueError("bbox: each minimum after the longitude must be <= its maximum")
+        return bbox
 
 
 class EncodedPolyline(_In):
@@ -83,8 +103,8 @@ RouteIn = Annotated[
 class StopIn(_In):
     """A place on the way where the traveller means to stop (no ``stopped`` alert there)."""
 
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
+    lon: Coordinate = Field(ge=-180, le=180)
+    lat: Coordinate = Field(ge=-90, le=90)
     radius_m: float = Field(150.0, ge=10, le=5_000)
     dwell_min: float = Field(0.0, ge=0, le=MAX_TRIP_MINUTES, description="Planned stay.")
     label: str = Field("", max_length=MAX_LABEL)
@@ -312,3 +332,10 @@ class ValidationErrorOut(BaseModel):
     """Input refused: which field (``loc``) and why (``msg``)."""
 
     detail: list[ValidationErrorItem]
+
+
+class RefusalOut(BaseModel):
+    """A refusal: the reason, or, when it names the field at fault (an evidence file
+    too big or of a type not accepted), the list form of a 422."""
+
+    detail: str | list[ValidationErrorItem]

@@ -82,6 +82,23 @@ INVALID: Responses = {
     422: _err("Input refused: `loc` names the field, `msg` the reason.", ValidationErrorOut)
 }
 
+
+def json_errors(*groups: Responses) -> Responses:
+    """Error answers of a route whose response class is GeoJSON. FastAPI documents a
+    ``model`` under the route's media type (``application/geo+json``), but errors are
+    ``application/json``: this names the same schema under that type instead (the
+    schemas are in the document, as the JSON routes use them)."""
+    out: Responses = {}
+    for group in groups:
+        for status, answer in group.items():
+            entry = {k: v for k, v in answer.items() if k != "model"}
+            if "model" in answer:
+                ref = {"$ref": f"#/components/schemas/{answer['model'].__name__}"}
+                entry["content"] = {"application/json": {"schema": ref}}
+            out[status] = entry
+    return out
+
+
 TripId = Annotated[str, Path(min_length=1, max_length=36, description="The trip's id.")]
 
 
@@ -419,7 +436,7 @@ def _track_collection(trip: Trip, fixes: Sequence[FixRow]) -> dict[str, Any]:
     response_model=Track,
     response_class=GeoJSONResponse,
     summary="The trip's track as GeoJSON (audited)",
-    responses={**UNAUTHORIZED, **NOT_FOUND, **INVALID},
+    responses=json_errors(UNAUTHORIZED, NOT_FOUND, INVALID),
 )
 async def get_track(
     trip_id: TripId,

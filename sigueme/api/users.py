@@ -9,11 +9,14 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from sigueme.api.deps import AdminDep, PrincipalDep, SessionDep
+from sigueme.api.trips import UNAUTHORIZED, Responses, _err
 from sigueme.errors import Conflict
 from sigueme.store import users as store
 from sigueme.store.models import Role, Share, User
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
+
+ADMINS: Responses = {**UNAUTHORIZED, 403: _err("Admins only.")}
 
 UserName = Annotated[
     str,
@@ -96,7 +99,7 @@ class Me(BaseModel):
     )
 
 
-@router.get("/me", response_model=Me, summary="Who am I")
+@router.get("/me", response_model=Me, summary="Who am I", responses=UNAUTHORIZED)
 async def me(principal: PrincipalDep, session: SessionDep) -> Me:
     """The caller: a user (name, role) or a share link (its label and trip)."""
     if principal.user_id is None:
@@ -118,7 +121,7 @@ async def me(principal: PrincipalDep, session: SessionDep) -> Me:
     )
 
 
-@router.get("/users", response_model=list[UserOut], summary="List users (admin)")
+@router.get("/users", response_model=list[UserOut], summary="List users (admin)", responses=ADMINS)
 async def list_users(_admin: AdminDep, session: SessionDep) -> list[UserOut]:
     """Every user, disabled ones too, by name."""
     return [UserOut.model_validate(u) for u in await store.list_users(session)]
@@ -129,7 +132,7 @@ async def list_users(_admin: AdminDep, session: SessionDep) -> list[UserOut]:
     response_model=CreatedUser,
     status_code=201,
     summary="Create a user and their first token (admin)",
-    responses={409: {"description": "The name is taken."}},
+    responses={**ADMINS, 409: {"description": "The name is taken."}},
 )
 async def create_user(body: UserCreate, _admin: AdminDep, session: SessionDep) -> CreatedUser:
     """Create a user; the answer carries their API token, which is never shown again."""
@@ -150,7 +153,7 @@ async def create_user(body: UserCreate, _admin: AdminDep, session: SessionDep) -
     "/users/{name}/disable",
     response_model=DisabledUser,
     summary="Disable a user and revoke their tokens (admin)",
-    responses={404: {"description": "No such user."}, 409: {"description": "Yourself."}},
+    responses={**ADMINS, 404: {"description": "No such user."}, 409: {"description": "Yourself."}},
 )
 async def disable_user(name: UserName, admin: AdminDep, session: SessionDep) -> DisabledUser:
     """Disable a user: none of their tokens works any more."""
@@ -167,7 +170,7 @@ async def disable_user(name: UserName, admin: AdminDep, session: SessionDep) -> 
     response_model=NewToken,
     status_code=201,
     summary="Issue a new token for a user (admin)",
-    responses={404: {"description": "No such user."}, 409: {"description": "Disabled."}},
+    responses={**ADMINS, 404: {"description": "No such user."}, 409: {"description": "Disabled."}},
 )
 async def new_token(
     name: UserName, _admin: AdminDep, session: SessionDep, body: TokenCreate | None = None
