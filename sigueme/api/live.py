@@ -23,6 +23,9 @@ in :mod:`sigueme.api.phone_protocol`):
   trip's live alerts cancelled). The duress PIN answers exactly the same, and tells
   the police instead. A wrong PIN: an error frame (``"field": "pin"``); at most five
   attempts per 15 minutes.
+- ``report`` (a voice note or photo for the trip, within the frame; see
+  :mod:`sigueme.api.phone_reports`): ``{"type": "report_ack", "report_id", "folio",
+  "alert_id"}`` once committed; a refused one gets an error frame naming the field.
 - ``ping``: ``{"type": "pong"}``.
 - anything malformed: ``{"type": "error", "reason": ..., "field": ..., "seq": ...}``;
   nothing in that frame was stored and the connection stays open.
@@ -30,18 +33,25 @@ in :mod:`sigueme.api.phone_protocol`):
 Close codes: 4401 not authenticated (no, bad or late credentials), 4404 no such trip
 or not the caller's (one answer for both), 4409 the trip has ended, 4429 rate limit
 exceeded again and again, 1009 a frame over 128 KiB, 1008 too many malformed frames in
-a row. Dead connections are found by the server's websocket pings (``sigueme serve``
-runs uvicorn with ``ws_ping_interval=20``, ``ws_ping_timeout=20``).
+a row, 1013 the database could not be reached to authenticate (reconnect after a
+pause), 1012 the worker is shutting down (reconnect, to another worker; the frame being
+handled was answered first, frames not answered were not stored or will be resends).
+While the database is away an open connection stays open: every frame gets its retry
+error frame, and the token's re-check waits for the database to be back. Dead
+connections are found by the server's websocket pings (``sigueme serve`` runs uvicorn
+with ``ws_ping_interval=20``, ``ws_ping_timeout=20``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -58,15 +68,18 @@ from sigueme.api.phone_protocol import (
     Fixes,
     FrameError,
     Ping,
+    ReportRaw,
     Sos,
     error_frame,
     field_name,
     parse_frame,
     status_frame,
 )
+from sigueme.api.phone_reports import parse_report, phone_report
 from sigueme.api.ratelimit import TokenBucket
 from sigueme.api.sockets import Closed, JsonSocket
 from sigueme.errors import Conflict, Forbidden, Invalid, NotFound
+from sigueme.reports.storage import EvidenceStoreError
 from sigueme.services.ingest import IngestResult, InvalidFix, trip_status
 from sigueme.services.live_feed import publish_ingest
 from sigueme.services.traveller import cancel_with_pin
@@ -82,6 +95,8 @@ router = APIRouter(prefix="/v1", tags=["live"])
 class CloseCode(IntEnum):
     POLICY = 1008
     TOO_BIG = 1009
+    SHUTTING_DOWN = 1012
+    TRY_AGAIN_LATER = 1013
     UNAUTHENTICATED = 4401
     NOT_FOUND = 4404
     ENDED = 4409
@@ -113,26 +128,84 @@ class PhoneLimits:
 DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
+SHUTDOWN_REASON: Final = "server shutting down: reconnect"
+
+
+class PhoneSockets:
+    """This worker's open phone sockets, and whether it is shutting down
+    (``app.state.phone_sockets``, made on first use)."""
+
+    def __init__(self) -> None:
+        self.open: set[_Phone] = set()
+        self.closing = asyncio.Event()
+        self.none_open = asyncio.Event()
+        self.none_open.set()
+
+    def add(self, phone: _Phone) -> None:
+        self.open.add(phone)
+        self.none_open.clear()
+
+    def discard(self, phone: _Phone) -> None:
+        self.open.discard(phone)
+        if not self.open:
+            self.none_open.set()
+
+
+def phone_sockets(state: Any) -> PhoneSockets:
+    sockets = getattr(state, "phone_sockets", None)
+    if not isinstance(sockets, PhoneSockets):
+        sockets = PhoneSockets()
+        state.phone_sockets = sockets
+    return sockets
+
+
+async def drain_phones(state: Any, *, timeout_s: float) -> int:
+    """Shut this worker's phone sockets down (``sigueme serve`` calls it when told to
+    stop, before uvicorn closes the other connections): each finishes the frame it is
+    handling (its fixes stored and acknowledged, or refused), then is closed with 1012
+    and :data:`SHUTDOWN_REASON`; frames it received but had not started are not handled
+    (not acknowledged: the phone resends them to another worker), and new connections
+    are closed the same way at once. Returns how many were still open after
+    ``timeout_s``."""
+    sockets = phone_sockets(state)
+    sockets.closing.set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sockets.none_open.wait(), timeout_s)
+    return len(sockets.open)
+
+
 @router.websocket("/trips/{trip_id}/phone")
 async def phone_socket(websocket: WebSocket, trip_id: str) -> None:
     """The traveller's phone streams fixes of the trip (see the module's doc)."""
     limits: PhoneLimits = getattr(websocket.app.state, "phone_limits", PhoneLimits())
+    sockets = phone_sockets(websocket.app.state)
     # Accept first: a websocket refused before it is accepted gets an HTTP 403 and no
     # close code, and the phone could not tell why.
     await websocket.accept()
-    with contextlib.suppress(Closed, WebSocketDisconnect):
-        await _Phone(websocket, trip_id[:64], limits).run()
+    phone = _Phone(websocket, trip_id[:64], limits, sockets)
+    sockets.add(phone)
+    try:
+        with contextlib.suppress(Closed, WebSocketDisconnect):
+            await phone.run()
+    finally:
+        sockets.discard(phone)
 
 
 class _Phone(JsonSocket):
     max_frame_bytes = MAX_FRAME_BYTES
 
-    def __init__(self, websocket: WebSocket, trip_id: str, limits: PhoneLimits) -> None:
+    def __init__(
+        self, websocket: WebSocket, trip_id: str, limits: PhoneLimits, sockets: PhoneSockets
+    ) -> None:
         super().__init__(
             websocket,
             auth_timeout_s=limits.auth_timeout_s,
             bad_frames_in_a_row=limits.bad_frames_in_a_row,
         )
+        self.sockets = sockets
+        self.busy = asyncio.Lock()
+        """Held while a frame is handled: a shutdown waits for it."""
+        self.draining = False
         self.trip_id = trip_id
         self.limits = limits
         self.sessions: async_sessionmaker[AsyncSession] = websocket.app.state.sessions
@@ -149,18 +222,25 @@ class _Phone(JsonSocket):
         token = await self.auth_token(parse_frame, FrameError, Auth)
         self.token = token or ""
         self.checked_at = time.monotonic()
-        async with self.sessions() as session:
-            principal = await authenticate(session, token) if token else None
-            if principal is None:
-                await self.close(CloseCode.UNAUTHENTICATED, "invalid, revoked or expired token")
-            trip = await get_trip(session, self.trip_id)
-            # A trip that is not the caller's answers as one that does not exist.
-            if trip is None or principal.user_id is None or trip.owner_id != principal.user_id:
-                await self.close(CloseCode.NOT_FOUND, "no such trip")
-            if trip.status != TripStatus.ACTIVE.value:
-                await self.close(CloseCode.ENDED, f"the trip is {trip.status}")
-            self.user_id = principal.user_id
-            status = trip_status(trip)
+        try:
+            async with self.sessions() as session:
+                principal = await authenticate(session, token) if token else None
+                if principal is None:
+                    await self.close(CloseCode.UNAUTHENTICATED, "invalid, revoked or expired token")
+                trip = await get_trip(session, self.trip_id)
+                # A trip that is not the caller's answers as one that does not exist.
+                if trip is None or principal.user_id is None or trip.owner_id != principal.user_id:
+                    await self.close(CloseCode.NOT_FOUND, "no such trip")
+                if trip.status != TripStatus.ACTIVE.value:
+                    await self.close(CloseCode.ENDED, f"the trip is {trip.status}")
+                self.user_id = principal.user_id
+                status = trip_status(trip)
+        except DATABASE_ERRORS as exc:
+            # The database is away (restarting, failing over): nothing is known about the
+            # token or the trip yet. Say so with a code the phone retries on, rather than
+            # crash the handler (which drops the connection with no reason at all).
+            _database_down("a phone could not be authenticated", exc)
+            await self.close(CloseCode.TRY_AGAIN_LATER, "database unavailable: reconnect")
         await self.send(
             {
                 "type": "ready",
@@ -176,32 +256,55 @@ class _Phone(JsonSocket):
     # -- the stream --------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.sockets.closing.is_set():
+            await self.close(CloseCode.SHUTTING_DOWN, SHUTDOWN_REASON)
         await self.authenticate()
-        while True:
-            text = await self.receive_text()
-            if not await self.within_rate(self.frames, 1, "too many frames"):
-                continue
-            if text is None:
-                await self.refuse(FrameError("frames are JSON text, not binary"))
-                continue
-            try:
-                frame = parse_frame(text)
-            except FrameError as exc:
-                await self.refuse(exc)
-                continue
-            self.bad_in_a_row = 0
-            if isinstance(frame, Ping):
-                await self.send({"type": "pong"})
-            elif isinstance(frame, Auth):
-                await self.send(error_frame("already authenticated", field="type"))
-            elif isinstance(frame, Sos):
-                await self.sos(frame)
-            elif isinstance(frame, Cancel):
-                await self.cancel(frame)
-            elif isinstance(frame, Fixes) and await self.within_rate(
-                self.fixes, len(frame.fixes), "too many fixes"
-            ):
-                await self.store(frame)
+        closer = asyncio.create_task(self.close_at_shutdown(), name="phone-shutdown")
+        try:
+            while True:
+                text = await self.receive_text()
+                async with self.busy:
+                    if self.draining:
+                        return  # not handled nor acknowledged: the phone resends it
+                    await self.handle(text)
+        finally:
+            closer.cancel()
+
+    async def close_at_shutdown(self) -> None:
+        """When the worker shuts down: close, once the frame in hand is answered."""
+        await self.sockets.closing.wait()
+        self.draining = True
+        async with self.busy:
+            # The socket may be gone already (the phone left, or the handler closed it).
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await self.ws.close(code=CloseCode.SHUTTING_DOWN, reason=SHUTDOWN_REASON)
+
+    async def handle(self, text: str | None) -> None:
+        if not await self.within_rate(self.frames, 1, "too many frames"):
+            return
+        if text is None:
+            await self.refuse(FrameError("frames are JSON text, not binary"))
+            return
+        try:
+            frame = parse_frame(text)
+        except FrameError as exc:
+            await self.refuse(exc)
+            return
+        self.bad_in_a_row = 0
+        if isinstance(frame, Ping):
+            await self.send({"type": "pong"})
+        elif isinstance(frame, Auth):
+            await self.send(error_frame("already authenticated", field="type"))
+        elif isinstance(frame, Sos):
+            await self.sos(frame)
+        elif isinstance(frame, Cancel):
+            await self.cancel(frame)
+        elif isinstance(frame, ReportRaw):
+            await self.report(frame)
+        elif isinstance(frame, Fixes) and await self.within_rate(
+            self.fixes, len(frame.fixes), "too many fixes"
+        ):
+            await self.store(frame)
 
     async def within_rate(self, bucket: TokenBucket, n: int, what: str) -> bool:
         wait = bucket.take(n)
@@ -229,8 +332,14 @@ class _Phone(JsonSocket):
         self.checked_at = time.monotonic()
 
     async def sos(self, frame: Sos) -> None:
-        await self.still_authorised()
         seq = frame.fix.seq if frame.fix is not None else None
+        try:
+            await self.still_authorised()
+        except DATABASE_ERRORS:
+            # An SOS refused is always worth a line of its own (never rate-limited).
+            log.error("SOS of trip %s not stored", self.trip_id, exc_info=True)
+            await self.send(error_frame("SOS not stored, send it again", retry=True, seq=seq))
+            return
         if frame.fix is not None:
             # Stored first, so the alert's track ends where the SOS was sent; a trip that
             # ended or a refused fix still lets the SOS through.
@@ -257,7 +366,12 @@ class _Phone(JsonSocket):
         await self.send({"type": "sos_ack", "alert_id": raised.alert_id, "seq": seq})
 
     async def cancel(self, frame: Cancel) -> None:
-        await self.still_authorised()
+        try:
+            await self.still_authorised()
+        except DATABASE_ERRORS as exc:
+            _database_down("alerts were not cancelled", exc)
+            await self.send(error_frame("not stored, send it again", retry=True))
+            return
         wait = PIN_ATTEMPTS.take(("pin", self.user_id, self.trip_id))
         if wait > 0:
             await self.send(
@@ -273,15 +387,45 @@ class _Phone(JsonSocket):
         except Forbidden as exc:
             await self.send(error_frame(str(exc), field="pin"))
             return
-        except DATABASE_ERRORS:
+        except DATABASE_ERRORS as exc:
+            _database_down("alerts were not cancelled", exc)
             await self.send(error_frame("not stored, send it again", retry=True))
             return
         wake_relay(self.ws.app.state, result.changes)
         await self.send({"type": "cancelled", "count": result.cancelled})
 
-    async def store(self, frame: Fixes) -> None:
-        await self.still_authorised()
+    async def report(self, frame: ReportRaw) -> None:
         try:
+            parsed = parse_report(frame.raw)
+        except FrameError as exc:
+            await self.refuse(exc)
+            return
+        try:
+            await self.still_authorised()
+            async with self.sessions() as session:
+                principal = await authenticate(session, self.token)
+            if principal is None:
+                await self.close(CloseCode.UNAUTHENTICATED, "token revoked or user disabled")
+            answer = await phone_report(self.ws.app.state, principal, self.trip_id, parsed)
+        except FrameError as exc:
+            await self.send(error_frame(exc.reason, field=exc.field))
+            return
+        except (Invalid, NotFound, Conflict) as exc:
+            field = exc.field if isinstance(exc, Invalid) else None
+            reason = exc.reason if isinstance(exc, Invalid) else str(exc)
+            await self.send(error_frame(reason, field=field))
+            return
+        except (*DATABASE_ERRORS, EvidenceStoreError) as exc:
+            _database_down("the report was not stored", exc)
+            await self.send(error_frame("report not stored, send it again", retry=True))
+            return
+        await self.send(answer)
+
+    async def store(self, frame: Fixes) -> None:
+        try:
+            # Inside the try: a database that fails the token's re-check would fail the
+            # fixes too, and the phone must hear "resend", not lose its connection.
+            await self.still_authorised()
             result = await take_fixes(
                 self.ws.app.state, self.trip_id, frame.fixes, received_at=utcnow()
             )
@@ -296,12 +440,38 @@ class _Phone(JsonSocket):
             await self.close(CloseCode.NOT_FOUND, "no such trip")
         except Conflict as exc:
             await self.close(CloseCode.ENDED, str(exc)[:120])
-        except DATABASE_ERRORS:
-            log.warning("fixes of trip %s not stored", self.trip_id, exc_info=True)
+        except DATABASE_ERRORS as exc:
+            _database_down("fixes were not stored", exc)
             await self.send(error_frame("not stored, resend", retry=True))
             return
         await publish_ingest(self.ws.app.state.live_bus, self.trip_id, frame.fixes, result)
         await self.send(ack_frame(result))
+
+
+_LOG_EVERY_S = 10.0
+"""While the database is failing, how often its failure is logged again (each with one
+traceback): a worker refusing thousands of frames a second must not flood its log."""
+_logged_at = -math.inf
+_unlogged = 0
+
+
+def _database_down(what: str, exc: BaseException) -> None:
+    """Log a database failure of the phone socket, at most once every ``_LOG_EVERY_S``
+    (with how many went unlogged meanwhile). Never the trip, the token or a position."""
+    global _logged_at, _unlogged
+    now = time.monotonic()
+    if now - _logged_at < _LOG_EVERY_S:
+        _unlogged += 1
+        return
+    more = f" ({_unlogged} more database failures since the last report)" if _unlogged else ""
+    _logged_at, _unlogged = now, 0
+    log.warning(
+        "phone socket: %s, the database failed (%s); the phone was told to retry%s",
+        what,
+        type(exc).__name__,
+        more,
+        exc_info=True,
+    )
 
 
 def ack_frame(result: IngestResult) -> dict[str, Any]:

@@ -9,6 +9,8 @@ Frames are JSON text, at most :data:`MAX_FRAME_BYTES` (128 KiB). From the phone:
     {"type": "sos", "fix": {"seq": 13, "t": ..., "lat": ..., "lon": ...}, "note": "..."}
                                                      fix and note optional
     {"type": "cancel", "pin": "1234"}                cancel the trip's live alerts
+    {"type": "report", "text": ..., "media": [...]}  a report with small media
+                                                     (:mod:`sigueme.api.phone_reports`)
     {"type": "ping"}
 
 ``t`` is the device time: an ISO 8601 string with a zone (``"2026-05-28T14:00:05Z"``),
@@ -178,7 +180,14 @@ class Cancel:
     pin: str
 
 
-Frame = Auth | Fixes | Ping | Sos | Cancel
+@dataclass(frozen=True, slots=True)
+class ReportRaw:
+    """A ``report`` frame, parsed further by :mod:`sigueme.api.phone_reports`."""
+
+    raw: dict[str, Any]
+
+
+Frame = Auth | Fixes | Ping | Sos | Cancel | ReportRaw
 
 _MODELS: dict[str, type[BaseModel]] = {
     "fix": FixIn,
@@ -207,9 +216,13 @@ def parse_frame(text: str) -> Frame:
     kind = raw.get("type")
     if kind == "ping":
         return Ping()
+    if kind == "report":
+        return ReportRaw(raw)
     model = _MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise FrameError("unknown frame type: one of auth, fix, fixes, sos, cancel, ping", "type")
+        raise FrameError(
+            "unknown frame type: one of auth, fix, fixes, sos, cancel, report, ping", "type"
+        )
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:

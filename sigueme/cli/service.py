@@ -13,10 +13,12 @@ works), with the explanation on stderr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -38,6 +40,10 @@ from sigueme.store.db import (
     upgrade_async,
 )
 from sigueme.store.models import Role, User
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
 
 USAGE_ERROR = 2
 DEFAULT_HOST = "127.0.0.1"
@@ -239,8 +245,9 @@ def serve_command(
             "(same SIGUEME_DATABASE_URL):\n"
             f"    {FIRST_ADMIN_COMMAND}"
         )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level=log_level,
@@ -253,7 +260,63 @@ def serve_command(
         ws_ping_timeout=20,
         # Bigger frames are closed with 1009 before they are read into memory.
         ws_max_size=MAX_FRAME_BYTES,
+        # Without a bound, one client that stops reading (its socket never drains, so
+        # it never closes) would hold the shutdown for ever.
+        timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
     )
+    server = _server(config, app)
+    # uvicorn re-raises the signal that stopped it once it has shut down, so that a
+    # SIGTERM would end the process "killed by SIGTERM" (exit status 143) however
+    # cleanly it stopped. A do-nothing handler in place before it starts (uvicorn puts
+    # its own in while it runs, and restores this one after) makes a graceful stop
+    # exit 0, as supervisors expect of a clean stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped_by_signal)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
+        server.run()
+    if not server.started:
+        raise typer.Exit(STARTUP_FAILURE)
+
+
+STARTUP_FAILURE = 3
+"""The exit status of a server that did not start (uvicorn's)."""
+PHONE_DRAIN_S = 5.0
+"""At shutdown, how long phone sockets get to finish the frame they are handling (store
+it and send its ack) and close with 1012 and a reason, before the rest of the shutdown."""
+GRACEFUL_SHUTDOWN_S = 5.0
+"""Then how long uvicorn waits for the other connections (watchers) and requests to
+finish before cancelling them; the lifespan (background tasks, pools) is closed after."""
+
+
+def _stopped_by_signal(_sig: int, _frame: object) -> None:
+    """Installed while uvicorn is not running: the signal it re-raises after a graceful
+    stop lands here and the command returns normally."""
+
+
+def _server(config: uvicorn.Config, app: FastAPI) -> uvicorn.Server:
+    """uvicorn's server, with the phones told first at shutdown.
+
+    uvicorn's own shutdown closes every websocket at once with 1012 and no reason,
+    whatever its handler is doing: a phone cannot tell whether the fix it had just sent
+    was stored, and the handler's acknowledgement fails. Here the listening sockets
+    close first (no new connections), then each phone socket finishes the frame in hand
+    (stored and acknowledged, or refused) and is closed with 1012 "server shutting down:
+    reconnect" (:func:`sigueme.api.live.drain_phones`); only then does uvicorn's
+    shutdown run (watchers and requests, then the lifespan: background tasks, pools)."""
+    import uvicorn
+
+    from sigueme.api.live import drain_phones
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for listener in getattr(self, "servers", []):
+                listener.close()
+            left = await drain_phones(app.state, timeout_s=PHONE_DRAIN_S)
+            if left:
+                note(f"{left} phone connection(s) still busy after {PHONE_DRAIN_S:g} s")
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 # -- migrate -------------------------------------------------------------------------------
