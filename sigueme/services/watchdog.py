@@ -134,6 +134,7 @@ async def watchdog_forever(
 ) -> None:
     """Silence, overdue and escalation passes every ``interval_s`` until ``stop``;
     ``on_changes`` hears of what each pass did (the app wakes its relay). Never raises."""
+    failures = 0
     while not stop.is_set():
         try:
             now = clock()
@@ -141,10 +142,18 @@ async def watchdog_forever(
             changes += await escalate_due(sessions, after=escalate_after, now=now)
             if changes and on_changes is not None:
                 on_changes(changes)
+            failures = 0
         except Exception:
-            log.exception("watchdog pass failed; retrying")
+            failures += 1
+            # One traceback, then a line now and then: a database that is down for a
+            # minute must not fill the log (every worker runs this every second).
+            if failures == 1:
+                log.exception("watchdog pass failed; retrying")
+            elif failures % 60 == 0:
+                log.warning("watchdog: %d passes failed in a row; still retrying", failures)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            # Backing off while it fails, at most ten times the interval.
+            await asyncio.wait_for(stop.wait(), timeout=interval_s * min(1 + failures, 10))
 
 
 def _iso(when: datetime | None) -> str | None:

@@ -31,7 +31,7 @@ from sigueme.access import (
 )
 from sigueme.errors import Conflict, Invalid, NotFound
 from sigueme.geo import PlannedStop, Route, Thresholds, TripPlan
-from sigueme.store.models import Alert, Role, Share, Trip, TripStatus, User
+from sigueme.store.models import Alert, Role, Share, Trip, TripStatus, User, utcnow
 from sigueme.store.tokens import new_link_token
 
 MAX_SHARE_DAYS = 30
@@ -100,8 +100,10 @@ async def create_trip(
         max_lat=max_lat,
         silence_timeout_s=silence_timeout_s,
         overdue_grace_s=overdue_grace_s,
-        # The watchdog's deadlines: silent from departure on; overdue after arrival.
-        silence_deadline=_utc(plan.departure + silence_timeout_s),
+        # The watchdog's deadlines: silent from departure on (from filing, for a trip
+        # filed after it left: its phone has had no chance to be heard yet); overdue
+        # after arrival.
+        silence_deadline=_utc(max(plan.departure, utcnow().timestamp()) + silence_timeout_s),
         overdue_at=_utc(plan.arrival + overdue_grace_s),
     )
     session.add(trip)

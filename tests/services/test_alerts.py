@@ -27,7 +27,7 @@ from sigueme.services.traveller import NoPin, WrongPin, cancel_with_pin, raise_s
 from sigueme.services.watchdog import watch_once
 from sigueme.store import trips as store
 from sigueme.store.db import sessionmaker
-from sigueme.store.models import Alert, AlertHistory, AlertOutbox, Role, Trip, User
+from sigueme.store.models import Alert, AlertHistory, AlertOutbox, Role, Trip, User, utcnow
 from sigueme.store.models import Fix as FixModel
 from sigueme.store.pins import set_pins
 from sigueme.store.users import add_user
@@ -412,3 +412,17 @@ async def test_a_late_fix_raises_no_stale_alert(world: World) -> None:
         trip = await session.get(Trip, trip_id)
         assert trip is not None
         assert trip.route_status != "off_route"
+
+
+async def test_a_trip_filed_after_it_left_has_its_whole_timeout_to_be_heard(
+    world: World,
+) -> None:
+    # Filed now, having left at T0 (months ago): not silent at once, only a timeout later.
+    trip_id = await world.file(silence_s=60)
+    now = utcnow()
+    early = await watch_once(world.sessions, now=now + timedelta(seconds=50))
+    assert [c.kind for c in early if c.kind == "signal_lost"] == []
+    changes = await watch_once(world.sessions, now=now + timedelta(seconds=70))
+    assert [(c.trip_id, c.kind) for c in changes if c.kind == "signal_lost"] == [
+        (trip_id, "signal_lost")
+    ]
