@@ -1,7 +1,7 @@
 """The alert services every worker runs for the app's lifetime: the outbox relay (alert
 changes onto the police queue, the watchers' feed and the webhooks), the watchdog
-(silent and overdue trips, escalation of alerts nobody acknowledged) and the refresh of
-the risk zones.
+(silent and overdue trips, escalation of alerts nobody acknowledged). (The risk zones
+are refreshed on the path of a fix, when due: :func:`sigueme.api.fixes_in.take_fixes`.)
 
 ``app.state.relay_wake`` is the relay's doorbell: whoever commits an alert change in
 this worker rings it (:func:`sigueme.api.fixes_in.wake_relay`), so the change is on the
@@ -11,8 +11,6 @@ police queue within milliseconds rather than at the next poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sigueme.alerts.lifecycle import Action
 from sigueme.services.alerts import AlertChange
 from sigueme.services.relay import Relayed, relay_forever
-from sigueme.services.risk_zones import RiskZoneIndex
 from sigueme.services.watchdog import watchdog_forever
 from sigueme.services.webhooks import enqueue_deliveries
 from sigueme.settings import Settings
@@ -61,13 +58,6 @@ async def alert_services(app: FastAPI) -> AsyncIterator[None]:
         if changes:
             wake.set()
 
-    async def refresh_zones() -> None:
-        index = getattr(app.state, "risk_zones", None)
-        while isinstance(index, RiskZoneIndex) and not stop.is_set():
-            await index.refresh(app.state.sessions, now=time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=index.ttl_s)
-
     tasks = [
         asyncio.create_task(
             relay_forever(
@@ -92,7 +82,6 @@ async def alert_services(app: FastAPI) -> AsyncIterator[None]:
             ),
             name="watchdog",
         ),
-        asyncio.create_task(refresh_zones(), name="risk-zones"),
     ]
     try:
         yield

@@ -316,15 +316,17 @@ async def escalate_due(
 # -- what the traveller does -----------------------------------------------------------------
 
 
+async def _live_alerts_of(session: AsyncSession, trip: Trip) -> Sequence[Alert]:
+    """Every live alert of ``trip``, locked."""
+    query = select(Alert).where(Alert.trip_id == trip.id, Alert.status.in_(LIVE))
+    return (await session.scalars(query.with_for_update())).all()
+
+
 async def cancel_by_traveller(
     session: AsyncSession, trip: Trip, *, actor_id: int, now: datetime
 ) -> list[AlertChange]:
     """The traveller's PIN: every live alert of the trip is cancelled."""
-    alerts = (
-        await session.scalars(
-            select(Alert).where(Alert.trip_id == trip.id, Alert.status.in_(LIVE)).with_for_update()
-        )
-    ).all()
+    alerts = await _live_alerts_of(session, trip)
     changes = []
     for alert in alerts:
         alert.status = next_status(AlertStatus(alert.status), Action.CANCELLED).value
@@ -345,11 +347,7 @@ async def duress(
     as for :func:`cancel_by_traveller`, with the count returned here); for the police,
     every live alert of the trip goes to extreme severity, marked duress, and when none
     was live an SOS is raised. Returns (the count a cancel would report, the changes)."""
-    alerts = (
-        await session.scalars(
-            select(Alert).where(Alert.trip_id == trip.id, Alert.status.in_(LIVE)).with_for_update()
-        )
-    ).all()
+    alerts = await _live_alerts_of(session, trip)
     changes = []
     note = "PIN de coacción: la persona simuló cancelar"
     for alert in alerts:
@@ -508,16 +506,3 @@ async def _report_facts(session: AsyncSession, report_id: int) -> ReportFacts | 
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
-
-
-def changes_of(*groups: Sequence[AlertChange] | AlertChange | None) -> list[AlertChange]:
-    """Flatten what several calls returned."""
-    out: list[AlertChange] = []
-    for group in groups:
-        if group is None:
-            continue
-        if isinstance(group, AlertChange):
-            out.append(group)
-        else:
-            out.extend(group)
-    return out

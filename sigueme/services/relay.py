@@ -70,10 +70,6 @@ OnPublished = Callable[[AsyncSession, Relayed], Awaitable[None]]
 AfterCommit = Callable[[list[Relayed]], None]
 
 
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def queue_fields(relayed: Relayed) -> dict[str, str]:
     snap = relayed.snapshot
     return {
@@ -84,7 +80,7 @@ def queue_fields(relayed: Relayed) -> dict[str, str]:
         "severity": str(int(snap.severity)),
         "status": snap.status.value,
         "trip_id": relayed.trip_id or "",
-        "opened_at": _iso(snap.opened_at),
+        "opened_at": relayed.alert["opened_at"],
         "alert": json.dumps(relayed.alert, ensure_ascii=False, separators=(",", ":")),
     }
 

@@ -23,6 +23,7 @@ from sigueme.geo import Route, TripPlan
 from sigueme.replay import parse_route, parse_trace
 from sigueme.services.alerts import act, escalate_due, snapshot
 from sigueme.services.ingest import IncomingFix, ingest
+from sigueme.services.risk_zones import RiskZoneIndex
 from sigueme.services.traveller import NoPin, WrongPin, cancel_with_pin, raise_sos
 from sigueme.services.watchdog import watch_once
 from sigueme.store import trips as store
@@ -30,6 +31,7 @@ from sigueme.store.db import sessionmaker
 from sigueme.store.models import Alert, AlertHistory, AlertOutbox, Role, Trip, User, utcnow
 from sigueme.store.models import Fix as FixModel
 from sigueme.store.pins import set_pins
+from sigueme.store.risk_zones import add_zone, zone_polygon
 from sigueme.store.users import add_user
 
 ROUTE = [[-99.2340, 18.9210], [-99.2280, 18.9150], [-99.2200, 18.9100], [-99.2100, 18.9050]]
@@ -426,3 +428,39 @@ async def test_a_trip_filed_after_it_left_has_its_whole_timeout_to_be_heard(
     assert [(c.trip_id, c.kind) for c in changes if c.kind == "signal_lost"] == [
         (trip_id, "signal_lost")
     ]
+
+
+async def test_entering_a_risk_zone_raises_one_alert_on_entry(world: World) -> None:
+    # A zone around the route's second vertex, drawn by the operator.
+    lon, lat = ROUTE[1]
+    ring = [
+        [lon - 0.002, lat - 0.002],
+        [lon + 0.002, lat - 0.002],
+        [lon + 0.002, lat + 0.002],
+        [lon - 0.002, lat + 0.002],
+        [lon - 0.002, lat - 0.002],
+    ]
+    async with world.sessions() as session:
+        await add_zone(
+            session, name="Colonia X", area=zone_polygon([ring]), created_by=world.dispatcher_id
+        )
+        await session.commit()
+    zones = RiskZoneIndex()
+    await zones.refresh(world.sessions, now=0.0)
+    trip_id = await world.file()
+
+    def at(i: int, where: list[float]) -> IncomingFix:
+        # Two minutes apart: some 900 m at a car's pace, no jump for the filter.
+        return IncomingFix(i, T0.timestamp() + 120 * i, where[1], where[0], 8.0, 8.0, None, 70.0)
+
+    actions = []
+    for i, where in enumerate([ROUTE[0], ROUTE[1], ROUTE[1], ROUTE[2]]):
+        received = T0 + timedelta(seconds=120 * i + 1)
+        result = await ingest(
+            world.sessions, trip_id, [at(i, where)], received_at=received, zones=zones
+        )
+        actions += [(c.kind, c.action) for c in result.alerts if c.kind == "risk_zone"]
+    assert actions == [("risk_zone", "raised")]  # once, on entry; staying raises nothing
+    [alert] = [a for a in await world.alerts(trip_id) if a.kind == "risk_zone"]
+    assert alert.details["risk_zone_name"] == "Colonia X"
+    assert (alert.lon, alert.lat) == (ROUTE[1][0], ROUTE[1][1])
